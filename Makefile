@@ -1,0 +1,34 @@
+# ernie-distill — set-up and everyday commands. Everything runs inside .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench bench-quick clean
+
+install: $(STAMP)
+
+# requirements.txt is a complete lock of the CPU stack, installed with --no-deps so that
+# paddleslim's opencv pin (unused, and built for NumPy 1) is never pulled in.
+$(STAMP): requirements.txt setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(GPU),sed 's/^paddlepaddle==/paddlepaddle-gpu==/' requirements.txt > $(VENV)/requirements.txt,cp requirements.txt $(VENV)/requirements.txt)
+	$(BIN)/python -m pip install -q --no-deps -r $(VENV)/requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+demo: install
+	$(BIN)/distill run recipes/movies_en/bow_from_minilm.yaml --out runs/demo
+
+bench: install
+	$(BIN)/python -m bench.all
+
+bench-quick: install
+	$(BIN)/python -m bench.all --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

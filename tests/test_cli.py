@@ -1,0 +1,37 @@
+"""The dispatcher: help lists every command, unknown commands fail, no Paddle at start-up."""
+import subprocess
+import sys
+
+from distill.cli import COMMANDS, main
+
+
+def test_help_lists_every_command(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_is_an_error(capsys):
+    try:
+        code = main(["frobnicate"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_importing_distill_does_not_import_paddle():
+    code = "import sys, distill, distill.cli, distill.encoders; print('paddle' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_zlib_survives_paddle_import():
+    code = ("import distill, paddle, gzip, sklearn.metrics; "
+            "print(gzip.decompress(gzip.compress(b'ok')).decode())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("ok")
