@@ -1,0 +1,149 @@
+"""Recipe validation: unknown keys, wrong types and missing files are exit-code-2 errors naming
+the key path and the YAML line; overrides; relative paths; every shipped recipe is valid."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distill.cli import main
+from distill.errors import RecipeError
+from distill.recipe import apply_overrides, load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "recipes" / "data" / "smoke"
+
+GOOD = """\
+name: unit
+data:
+  train: data/train.tsv
+  dev: data/dev.tsv
+  test: data/test.tsv
+teacher:
+  source: random
+  max_len: 32
+students:
+  - name: bow
+    kind: bow
+  - name: cnn
+    kind: cnn
+    loss:
+      temperature: 2.0
+"""
+
+
+@pytest.fixture()
+def recipe_dir(tmp_path):
+    (tmp_path / "data").mkdir()
+    for split in ("train", "dev", "test"):
+        (tmp_path / "data" / f"{split}.tsv").write_text((SMOKE / f"{split}.tsv").read_text())
+    return tmp_path
+
+
+def write(folder, text):
+    path = folder / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_cli(path, capsys, *extra):
+    code = main(["run", str(path), "--out", str(path.parent / "run"), *extra])
+    return code, capsys.readouterr().err
+
+
+def test_good_recipe_resolves_paths_against_its_folder(recipe_dir):
+    loaded = load_recipe(write(recipe_dir, GOOD))
+    r = loaded.recipe
+    assert r.data.train == str(recipe_dir / "data" / "train.tsv")
+    assert [s.name for s in r.students] == ["bow", "cnn"]
+    assert r.students[1].loss == {"temperature": 2.0}
+    assert r.seeds == [0] and r.export.formats == ["onnx", "onnx-int8"]
+
+
+def test_unknown_key_named_with_line_and_valid_keys(recipe_dir, capsys):
+    path = write(recipe_dir, GOOD.replace("    kind: cnn\n", "    kind: cnn\n    epochz: 3\n"))
+    code, err = run_cli(path, capsys)
+    assert code == 2
+    assert "students[1].epochz" in err and "line 14" in err
+    assert "unknown key" in err and "valid keys here: name, kind" in err
+    assert "Traceback" not in err
+
+
+def test_bad_type_named(recipe_dir, capsys):
+    code, err = run_cli(write(recipe_dir, GOOD.replace("max_len: 32", "max_len: long")), capsys)
+    assert code == 2 and "teacher.max_len" in err and "line 8" in err and "expected an integer" in err
+
+
+def test_bad_nested_type_in_list(recipe_dir):
+    with pytest.raises(RecipeError, match=r"students\[1\]\.loss.*line 14|line 1[45].*students\[1\]"):
+        load_recipe(write(recipe_dir, GOOD.replace("    loss:\n      temperature: 2.0\n",
+                                                    "    loss: [2.0]\n")))
+
+
+def test_missing_file_named(recipe_dir, capsys):
+    code, err = run_cli(write(recipe_dir, GOOD.replace("data/dev.tsv", "data/nope.tsv")), capsys)
+    assert code == 2 and "data.dev" in err and "line 4" in err and "file not found" in err
+
+
+def test_bad_choice_lists_the_choices(recipe_dir):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(recipe_dir, GOOD.replace("kind: bow", "kind: svm")))
+    assert "students[0].kind" in str(err.value) and "bow, cnn, lstm, gru, tiny" in str(err.value)
+
+
+def test_missing_section_and_conflicting_data(recipe_dir):
+    with pytest.raises(RecipeError, match="teacher: missing required key"):
+        load_recipe(write(recipe_dir, GOOD.replace("teacher:\n  source: random\n  max_len: 32\n", "")))
+    with pytest.raises(RecipeError, match="data: give either 'builtin'"):
+        load_recipe(write(recipe_dir, GOOD.replace("data:\n", "data:\n  builtin: movies_en\n")))
+
+
+def test_duplicate_student_names(recipe_dir):
+    with pytest.raises(RecipeError, match=r"students\[1\]\.name: duplicate"):
+        load_recipe(write(recipe_dir, GOOD.replace("name: cnn", "name: bow")))
+
+
+def test_trainer_settings_checked_against_train_config(recipe_dir):
+    pytest.importorskip("distill.trainer")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(recipe_dir, GOOD + "    train:\n      epochz: 2\n"))
+    assert "students[1].train.epochz" in str(err.value) and "epochs" in str(err.value)
+
+
+def test_overrides_by_index_and_by_name(recipe_dir, capsys):
+    path = write(recipe_dir, GOOD)
+    loaded = load_recipe(path, ["teacher.max_len=16", "students.cnn.loss.temperature=4",
+                                "students[0].baseline=false", "seeds=[1, 2]"])
+    r = loaded.recipe
+    assert r.teacher.max_len == 16 and r.students[1].loss["temperature"] == 4
+    assert r.students[0].baseline is False and r.seeds == [1, 2]
+    with pytest.raises(RecipeError, match="teacher.max_len"):
+        load_recipe(path, ["teacher.max_len=abc"])
+    with pytest.raises(RecipeError, match="no list item named 'rnn'"):
+        apply_overrides(yaml.safe_load(GOOD), ["students.rnn.kind=lstm"])
+    code, err = run_cli(path, capsys, "--set", "teacher.bogus=1")
+    assert code == 2 and "teacher.bogus" in err
+
+
+def test_cli_exit_code_2_without_traceback_in_a_subprocess(recipe_dir):
+    path = write(recipe_dir, GOOD.replace("kind: bow", "kind: bow\n    colour: red"))
+    out = subprocess.run([sys.executable, "-m", "distill", "run", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "students[0].colour" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dict_recipe_relative_to_base_dir(recipe_dir):
+    loaded = load_recipe(yaml.safe_load(GOOD), base_dir=recipe_dir)
+    assert loaded.recipe.data.test == str(recipe_dir / "data" / "test.tsv")
+    assert loaded.path is None and loaded.name == "unit"
+
+
+SHIPPED = sorted(p for p in (ROOT / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(ROOT)) for p in SHIPPED])
+def test_shipped_recipes_are_valid(path):
+    loaded = load_recipe(path)
+    assert loaded.recipe.students
