@@ -4,3 +4,11 @@ Importing this package does not import Paddle (tokenizers/vocabularies serve the
 predictor); importing distill first binds zlib and sets the thread count (see distill/__init__).
 """
 import distill  # noqa: F401
+
+
+def __getattr__(name):  # PEP 562: the registry (and Paddle) load on first use only
+    if name in ("STUDENTS", "build_student"):
+        from students import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'students' has no attribute {name!r}")

@@ -1,0 +1,31 @@
+"""``STUDENTS``: student kind -> model class, and ``build_student`` (imports Paddle).
+
+    from students.registry import STUDENTS, build_student
+    model = build_student("cnn", {"filter_sizes": [2, 3, 4]}, vocab_size=vocab.vocab_size, num_labels=2)
+
+``students.STUDENTS`` / ``students.build_student`` reach the same objects lazily, so
+``import students`` stays Paddle-free.
+"""
+from typing import Any, Dict, Optional
+
+from distill.registry import Registry
+from students.bow import BOWStudent
+from students.cnn import CNNStudent
+from students.rnn import BiGRUStudent, BiLSTMStudent
+
+STUDENTS: Registry = Registry("student kind")
+STUDENTS.add("bow", BOWStudent)
+STUDENTS.add("cnn", CNNStudent)
+STUDENTS.add("lstm", BiLSTMStudent)
+STUDENTS.add("gru", BiGRUStudent)
+
+# kinds whose input comes from the teacher's sub-word tokenizer instead of a WordVocab
+TOKENIZER_KINDS = ("tiny",)
+
+
+def build_student(kind: str, config: Optional[Dict[str, Any]], vocab_size: int, num_labels: int,
+                  pad_id: int = 0):
+    """A freshly initialised student of ``kind`` (``config`` = its config dataclass as a dict)."""
+    cls = STUDENTS.get(kind)
+    typed = cls.config_class.from_dict(config, where=f"student '{kind}' config")
+    return cls(typed, vocab_size=vocab_size, num_labels=num_labels, pad_id=pad_id)
