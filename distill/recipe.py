@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from distill.errors import RecipeError
+from distill.errors import RecipeError, UserError
 
 STUDENT_KINDS = ("bow", "cnn", "lstm", "gru", "tiny")
 EXPORT_FORMATS = ("paddle", "paddle-int8", "onnx", "onnx-int8")
@@ -283,7 +283,9 @@ def _build(cls, value, path: str, ctx: _Context):
             ctx.fail(join(name), "missing required key")
     try:
         obj = cls(**kwargs)
-    except (TypeError, ValueError) as err:
+    except RecipeError:
+        raise
+    except (TypeError, ValueError, UserError) as err:  # the dataclass's own checks
         ctx.fail(path, str(err))
     if hasattr(obj, "check"):
         obj.check(ctx, path)
