@@ -10,8 +10,9 @@ dict of ``distill.batching`` with its arrays turned into Paddle tensors (``index
 * ``metrics.jsonl`` — one JSON object per logged step (``"type": "step"``) and per epoch
   (``"type": "epoch"``, with the dev metrics);
 * ``best/model_state.pdparams`` + ``best/best.json`` — the weights of the best dev epoch;
-* ``last/`` — model, optimizer accumulators, LR scheduler, loss scaler and the loop position
-  (epoch, step, early-stopping counters), written atomically at every epoch end and every
+* ``last/`` — model (``model_state.pdparams``; the loss's own parameters, if it has any, in
+  ``loss_state.pdparams``), optimizer accumulators, LR scheduler, loss scaler and the loop
+  position (epoch, step, early-stopping counters), written atomically at every epoch end and every
   ``save_every_steps`` steps. ``fit`` on the same ``out_dir`` resumes from it and ends with the
   same weights as an uninterrupted run: batch order depends only on ``(seed, epoch)`` and the
   dropout RNG is re-seeded from ``(seed, step)`` before every optimizer step.
@@ -279,14 +280,31 @@ class Trainer:
     ``train_batches``: a ``distill.batching.BatchPlan`` (re-shuffled per epoch) or any
     re-iterable of batch dicts with ``__len__``. ``dev_batches``: batches with ``labels``, or
     None (then every epoch counts as best). ``forward_kwargs`` go to every training forward call
-    (e.g. ``{"output_hidden_states": True}`` for a loss that needs hidden states).
+    (default: the loss's ``model_kwargs`` attribute if it has one, e.g.
+    ``{"output_hidden_states": True}``). A loss that is a ``paddle.nn.Layer`` with parameters
+    (a hidden-state projection) has them trained and checkpointed along with the model.
     """
 
     def __init__(self, model: paddle.nn.Layer, loss_fn: Callable, config: TrainConfig,
                  out_dir, forward_kwargs: Optional[Dict] = None):
         self.model, self.loss_fn, self.config = model, loss_fn, config
         self.out_dir = Path(out_dir)
+        if forward_kwargs is None:  # a loss may say which extra outputs it needs
+            forward_kwargs = getattr(loss_fn, "model_kwargs", None)
         self.forward_kwargs = dict(forward_kwargs or {})
+
+    def _layers(self) -> Dict[str, paddle.nn.Layer]:
+        """The layers whose parameters are trained: the model, and the loss when it has
+        parameters of its own (e.g. a hidden-state projection)."""
+        layers = {"model": self.model}
+        if isinstance(self.loss_fn, paddle.nn.Layer) and self.loss_fn.parameters():
+            layers["loss"] = self.loss_fn
+        return layers
+
+    def _param_names(self) -> Dict[str, str]:
+        """Paddle's parameter name -> stable structured name (``model.emb.weight``)."""
+        return {p.name: f"{prefix}.{n}" for prefix, layer in self._layers().items()
+                for n, p in layer.named_parameters()}
 
     # paths
     @property
@@ -316,7 +334,8 @@ class Trainer:
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps is not None:
             total_steps = min(total_steps, cfg.max_steps)
-        params = [p for p in self.model.parameters() if not p.stop_gradient]
+        params = [p for layer in self._layers().values() for p in layer.parameters()
+                  if not p.stop_gradient]
         if not params:
             raise UserError("the model has no trainable parameters (all are frozen)")
         decay_names = {p.name for p in params if p.ndim >= 2}
@@ -451,13 +470,14 @@ class Trainer:
 
     def _save_last(self, state, optimizer, scheduler, scaler, params) -> None:
         state.metrics_bytes = self.metrics_path.stat().st_size
-        names = {p.name: n for n, p in self.model.named_parameters()}
+        names = self._param_names()
         accumulators = {f"{names[pname]}/{kind}": var.numpy()
                         for kind, per_param in optimizer._accumulators.items()
                         for pname, var in per_param.items()}
         with atomic_path(self.last_dir) as tmp:
             tmp.mkdir()
-            paddle.save(self.model.state_dict(), str(tmp / "model_state.pdparams"))
+            for prefix, layer in self._layers().items():
+                paddle.save(layer.state_dict(), str(tmp / f"{prefix}_state.pdparams"))
             paddle.save({"accumulators": accumulators, "scheduler": scheduler.state_dict(),
                          "scaler": scaler.state_dict()}, str(tmp / "optimizer.pdopt"))
             write_json(tmp / "trainer_state.json", {"config": self._config_dict(),
@@ -483,11 +503,12 @@ class Trainer:
         paddle.add_n([(p * 0.0).sum() for p in params]).backward()
         optimizer.step()
         optimizer.clear_grad()
-        self.model.set_state_dict(paddle.load(str(self.last_dir / "model_state.pdparams")))
+        for prefix, layer in self._layers().items():
+            layer.set_state_dict(paddle.load(str(self.last_dir / f"{prefix}_state.pdparams")))
         extra = paddle.load(str(self.last_dir / "optimizer.pdopt"))
         scheduler.set_state_dict(extra["scheduler"])
         scaler.load_state_dict(extra["scaler"])
-        names = {p.name: n for n, p in self.model.named_parameters()}
+        names = self._param_names()
         for kind, per_param in optimizer._accumulators.items():
             for pname, var in per_param.items():
                 key = f"{names[pname]}/{kind}"

@@ -267,3 +267,41 @@ def test_predict_logits_in_input_order_and_modes_restored(data):
     np.testing.assert_allclose(logits, direct, atol=1e-5)
     assert evaluate(model, BatchPlan(dev, 5)) == classification_metrics(dev.labels,
                                                                         direct.argmax(1))
+
+
+class ScaledCrossEntropy(paddle.nn.Layer):
+    """A loss with a parameter of its own (like a hidden-state projection)."""
+
+    model_kwargs = {"output_hidden_states": False}
+
+    def __init__(self):
+        super().__init__()
+        self.scale = self.create_parameter([1], default_initializer=paddle.nn.initializer.Constant(1.0))
+
+    def forward(self, outputs, batch):
+        loss = F.cross_entropy(outputs["logits"] * self.scale, batch["labels"])
+        return loss, {"ce": float(loss)}
+
+
+def test_loss_parameters_are_trained_and_resumed(tmp_path, data):
+    cfg = config(epochs=2)
+    model, loss = make_model(), ScaledCrossEntropy()
+    Trainer(model, loss, cfg, tmp_path / "once").fit(*plans(data))
+    assert loss.scale.item() != 1.0
+
+    calls = {"n": 0}
+
+    class Crashing(ScaledCrossEntropy):
+        def forward(self, outputs, batch):
+            calls["n"] += 1
+            if calls["n"] > 11:
+                raise Interrupt()
+            return super().forward(outputs, batch)
+
+    with pytest.raises(Interrupt):
+        Trainer(make_model(), Crashing(), cfg, tmp_path / "twice").fit(*plans(data))
+    fresh, fresh_loss = make_model(seed=3), ScaledCrossEntropy()
+    Trainer(fresh, fresh_loss, cfg, tmp_path / "twice").fit(*plans(data))
+    assert fresh_loss.scale.item() == loss.scale.item()
+    for k, v in weights(model).items():
+        np.testing.assert_array_equal(v, weights(fresh)[k], err_msg=k)
