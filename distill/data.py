@@ -346,7 +346,9 @@ def write_examples(path: PathLike, examples: Sequence[Example], fmt: Optional[st
             writer = csv.writer(buffer, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
                                 lineterminator="\n")
         else:
-            writer = csv.writer(buffer, lineterminator="\n")
+            # RFC 4180 line ends: every field holding \r or \n is then quoted (with "\n" a
+            # lone \r would be written bare and break the row)
+            writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(names)
         for index, ex in enumerate(examples):
             row = ["" if getattr(ex, name) is None else str(getattr(ex, name)) for name in names]

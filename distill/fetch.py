@@ -427,6 +427,19 @@ def _file_table(folder: Path) -> Dict[str, dict]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+STALE_SECONDS = 24 * 3600
+
+
+def _sweep_stale(root: Path, name: str) -> None:
+    """Remove temporary build folders a killed fetch left behind (older than a day)."""
+    for folder in root.glob(f".{name}.*.tmp"):
+        try:
+            if time.time() - folder.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def fetch(name: str, force: bool = False, root: Optional[Path] = None,
           registry: Registry = ENTRIES, pip: Sequence[str] = PIP,
           env: Optional[Mapping[str, str]] = None) -> Path:
@@ -442,6 +455,8 @@ def fetch(name: str, force: bool = False, root: Optional[Path] = None,
     if not force and is_fetched(entry, out.parent):
         return out
     started = time.time()
+    if out.parent.is_dir():
+        _sweep_stale(out.parent, entry.name)
     with atomic_path(out) as staging:
         work = staging.parent
         _say(f"fetch {entry.name}: downloading {entry.requirement} ({_mb(entry.size)}) with pip ...")

@@ -157,7 +157,8 @@ def test_single_label_train_is_refused(tmp_path):
 ROWS = [Example("plain text", label="positive"),
         Example('quotes " and \' and , commas', "second ; part", "negative", 3),
         Example("中文 評論 😀", label="positive", source_id=0)]
-MESSY = [Example("tab\there", label="a"), Example("line\nbreak\r\nand \u2028 sep", label="b")]
+MESSY = [Example("tab\there", label="a"), Example("line\nbreak\r\nand \u2028 sep", label="b"),
+         Example("lone\rreturn", label="a"), Example("  padded  ", label="b")]
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".jsonl", ".csv"])
