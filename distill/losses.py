@@ -68,6 +68,7 @@ class LossContext:
     teacher_hidden: Optional[int] = None
     student_layers: Optional[int] = None
     teacher_layers: Optional[int] = None
+    layer_map: Optional[List[int]] = None  # 0-based teacher layer behind each student layer
 
 
 class LossTerm(nn.Layer):
@@ -154,31 +155,40 @@ class HardCrossEntropy(LossTerm):
         return -(picked.squeeze(-1) * valid).sum() / valid.sum().clip(min=1.0)
 
 
-def _layer_pairs(layers, n_student: Optional[int], n_teacher: Optional[int], offset: int,
-                 loss: str) -> List[Tuple[int, int]]:
-    """Explicit ``[[s, t], ...]`` pairs, or ``"uniform"``: student layer m <-> teacher layer m·k.
+def _layer_pairs(layers, n_student: Optional[int], n_teacher: Optional[int],
+                 layer_map: Optional[Sequence[int]], offset: int, loss: str) -> List[Tuple[int, int]]:
+    """(student index, teacher index) pairs into ``hidden_states`` (offset 0: index 0 is the
+    embeddings, index m is layer m) or ``attentions`` (offset 1: index m-1 is layer m).
 
-    ``offset`` is 0 for hidden states (index 0 = embeddings <-> embeddings) and 1 for attentions
-    (index i = layer i+1).
+    ``layers``: explicit ``[[s, t], ...]`` index pairs; ``"uniform"``: student layer m <-> teacher
+    layer m·k (k = n_teacher / n_student); ``"auto"``: the ``layer_map`` the tiny student was
+    initialised from (student layer m <-> teacher layer layer_map[m-1] + 1), else uniform.
+    Embeddings are paired with embeddings.
     """
-    if layers != "uniform":
-        try:
-            pairs = [(int(s), int(t)) for s, t in layers]
-        except (TypeError, ValueError):
-            raise UserError(f"loss {loss}: layers must be 'uniform' or a list of [student, teacher] "
-                            f"index pairs, got {layers!r}") from None
-        if not pairs:
-            raise UserError(f"loss {loss}: layers is empty")
-        return pairs
-    if not n_student or not n_teacher:
-        raise UserError(f"loss {loss}: layers='uniform' needs the student's and teacher's layer "
-                        "counts; give explicit layers or a teacher")
-    if n_teacher % n_student:
-        raise UserError(f"loss {loss}: cannot map {n_student} student layers uniformly onto "
-                        f"{n_teacher} teacher layers; give explicit layers")
-    k = n_teacher // n_student
-    first = 0 if offset == 0 else 1
-    return [(m - offset, m * k - offset) for m in range(first, n_student + 1)]
+    if layers == "auto":
+        layers = "uniform" if not layer_map else "map"
+    if layers == "map":
+        pairs = [(m, int(t) + 1) for m, t in enumerate(layer_map, start=1)]
+        pairs = ([(0, 0)] if offset == 0 else []) + pairs
+        return [(s - offset, t - offset) for s, t in pairs]
+    if layers == "uniform":
+        if not n_student or not n_teacher:
+            raise UserError(f"loss {loss}: layers='{layers}' needs the student's and teacher's "
+                            "layer counts; give explicit layers or a teacher")
+        if n_teacher % n_student:
+            raise UserError(f"loss {loss}: cannot map {n_student} student layers uniformly onto "
+                            f"{n_teacher} teacher layers; give explicit layers")
+        k = n_teacher // n_student
+        first = 0 if offset == 0 else 1
+        return [(m - offset, m * k - offset) for m in range(first, n_student + 1)]
+    try:
+        pairs = [(int(s), int(t)) for s, t in layers]
+    except (TypeError, ValueError):
+        raise UserError(f"loss {loss}: layers must be 'auto', 'uniform' or a list of "
+                        f"[student, teacher] index pairs, got {layers!r}") from None
+    if not pairs:
+        raise UserError(f"loss {loss}: layers is empty")
+    return pairs
 
 
 def _check_same_tokens(student_shape, teacher_shape, loss: str) -> None:
@@ -202,12 +212,12 @@ class HiddenMSE(LossTerm):
     needs = ("hidden_states",)
     online = True
 
-    def __init__(self, layers: Union[str, Sequence[Sequence[int]]] = "uniform",
+    def __init__(self, layers: Union[str, Sequence[Sequence[int]]] = "auto",
                  student_hidden: Optional[int] = None, teacher_hidden: Optional[int] = None,
                  student_layers: Optional[int] = None, teacher_layers: Optional[int] = None,
-                 project: bool = True):
+                 layer_map: Optional[Sequence[int]] = None, project: bool = True):
         super().__init__()
-        self.pairs = _layer_pairs(layers, student_layers, teacher_layers, 0, self.name)
+        self.pairs = _layer_pairs(layers, student_layers, teacher_layers, layer_map, 0, self.name)
         if project:
             if not student_hidden or not teacher_hidden:
                 raise UserError("loss hidden_mse: the projection needs student_hidden and "
@@ -255,13 +265,14 @@ class AttentionLoss(LossTerm):
     needs = ("attentions",)
     online = True
 
-    def __init__(self, layers: Union[str, Sequence[Sequence[int]]] = "uniform", mode: str = "kl",
-                 student_layers: Optional[int] = None, teacher_layers: Optional[int] = None):
+    def __init__(self, layers: Union[str, Sequence[Sequence[int]]] = "auto", mode: str = "kl",
+                 student_layers: Optional[int] = None, teacher_layers: Optional[int] = None,
+                 layer_map: Optional[Sequence[int]] = None):
         super().__init__()
         if mode not in ("kl", "mse"):
             raise UserError(f"loss attention: mode must be 'kl' or 'mse', got {mode!r}")
         self.mode = mode
-        self.pairs = _layer_pairs(layers, student_layers, teacher_layers, 1, self.name)
+        self.pairs = _layer_pairs(layers, student_layers, teacher_layers, layer_map, 1, self.name)
 
     def describe(self) -> str:
         return f"attention_{self.mode}({','.join(f'{s}->{t}' for s, t in self.pairs)})"
@@ -281,7 +292,8 @@ class AttentionLoss(LossTerm):
                 raise UserError(f"loss attention: layer pair ({i}, {j}) is out of range for "
                                 f"{len(student)} student and {len(teacher)} teacher attention maps")
             a_s, a_t = student[i], teacher[j].detach()  # (B, Hs, T, T), (B, Ht, T, T)
-            _check_same_tokens([a_s.shape[0]] + a_s.shape[2:], [a_t.shape[0]] + a_t.shape[2:], self.name)
+            _check_same_tokens([a_s.shape[0]] + a_s.shape[2:], [a_t.shape[0]] + a_t.shape[2:],
+                               self.name)
             if a_s.shape[1] != a_t.shape[1]:
                 a_s, a_t = a_s.mean(axis=1, keepdim=True), a_t.mean(axis=1, keepdim=True)
             heads = a_s.shape[1]

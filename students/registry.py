@@ -12,12 +12,14 @@ from distill.registry import Registry
 from students.bow import BOWStudent
 from students.cnn import CNNStudent
 from students.rnn import BiGRUStudent, BiLSTMStudent
+from students.tiny import TinyStudent
 
 STUDENTS: Registry = Registry("student kind")
 STUDENTS.add("bow", BOWStudent)
 STUDENTS.add("cnn", CNNStudent)
 STUDENTS.add("lstm", BiLSTMStudent)
 STUDENTS.add("gru", BiGRUStudent)
+STUDENTS.add("tiny", TinyStudent)
 
 # kinds whose input comes from the teacher's sub-word tokenizer instead of a WordVocab
 TOKENIZER_KINDS = ("tiny",)

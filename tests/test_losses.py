@@ -112,6 +112,10 @@ def test_uniform_layer_maps():
     assert AttentionLoss(student_layers=2, teacher_layers=6).pairs == [(0, 2), (1, 5)]
     with pytest.raises(UserError, match="uniformly"):
         HiddenMSE(student_layers=4, teacher_layers=6, project=False)
+    # "auto" follows the layers a tiny student copied: student layer m <-> teacher layer map[m-1]+1
+    assert HiddenMSE(student_layers=4, teacher_layers=6, layer_map=[1, 2, 3, 5],
+                     project=False).pairs == [(0, 0), (1, 2), (2, 3), (3, 4), (4, 6)]
+    assert AttentionLoss(layer_map=[1, 3, 5]).pairs == [(0, 1), (1, 3), (2, 5)]
 
 
 def attention_fixture(T=5, heads=2):

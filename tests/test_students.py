@@ -214,3 +214,83 @@ def test_save_load_round_trip_gives_identical_logits(kind, tmp_path):
 def test_load_student_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match="student.json"):
         load_student(tmp_path)
+
+
+# -- tiny transformer ------------------------------------------------------------------------
+
+def wordpiece():
+    from teachers.tokenizer import WordPieceTokenizer
+
+    words = sorted(set(POS + NEG + FILLER))
+    return WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)
+
+
+def tiny_teacher(tokenizer, layers=4, num_labels=2):
+    from teachers.config import ErnieConfig
+    from teachers.model import ErnieForSequenceClassification
+
+    paddle.seed(6)
+    config = ErnieConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=layers,
+                         num_heads=2, intermediate_size=32, max_position_embeddings=64)
+    model = ErnieForSequenceClassification(config, num_labels)
+    model.eval()
+    return model
+
+
+def test_tiny_from_all_teacher_layers_equals_the_teacher():
+    from students.tiny import TinyStudent, init_from_teacher, tiny_config_for
+
+    tok = wordpiece()
+    teacher = tiny_teacher(tok)
+    student = TinyStudent(tiny_config_for(teacher.config, {"num_layers": 4}), tok.vocab_size, 2)
+    assert init_from_teacher(student, teacher) == [0, 1, 2, 3]
+    student.eval()
+    enc = tensors(tok.encode(["good film", "a dull story was"], ["bad", "fun"]))
+    np.testing.assert_allclose(student(**enc)["logits"].numpy(), teacher(**enc)["logits"].numpy(),
+                               atol=1e-6)
+
+
+def test_tiny_copies_every_kth_layer_and_returns_hidden_states_and_attentions():
+    from students.tiny import TinyStudent, default_teacher_layers, init_from_teacher, tiny_config_for
+
+    assert default_teacher_layers(4, 12) == [2, 5, 8, 11]
+    assert default_teacher_layers(3, 6) == [1, 3, 5]
+    tok = wordpiece()
+    teacher = tiny_teacher(tok)
+    student = TinyStudent(tiny_config_for(teacher.config, {"num_layers": 2}), tok.vocab_size, 2)
+    assert init_from_teacher(student, teacher) == [1, 3]
+    copied = student.model.ernie.encoder.layers[0].linear1.weight.numpy()
+    np.testing.assert_array_equal(copied, teacher.ernie.encoder.layers[1].linear1.weight.numpy())
+    out = student(**tensors(tok.encode(["good film"])), output_hidden_states=True,
+                  output_attentions=True)
+    assert len(out["hidden_states"]) == 3 and len(out["attentions"]) == 2
+    assert out["attentions"][0].shape == [1, 2, 4, 4]  # [CLS] good film [SEP]
+    with pytest.raises(UserError, match="hidden_size"):
+        narrow = TinyStudent(tiny_config_for(teacher.config, {"hidden_size": 8}), tok.vocab_size, 2)
+        init_from_teacher(narrow, teacher)
+
+
+def test_tiny_trains_and_round_trips_with_the_teacher_tokenizer(tmp_path):
+    tok = wordpiece()
+    paddle.seed(7)
+    config = {"num_layers": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32,
+              "hidden_dropout": 0.0, "attention_dropout": 0.0, "init": "random",
+              "max_position_embeddings": 64}
+    model = build_student("tiny", config, tok.vocab_size, 2, pad_id=tok.pad_id)
+    texts, labels = toy_task()
+    inputs, y = tensors(tok.encode(texts)), paddle.to_tensor(labels)
+    optimizer = paddle.optimizer.Adam(learning_rate=0.01, parameters=model.parameters())
+    losses = []
+    for _ in range(25):
+        loss = paddle.nn.functional.cross_entropy(model(**inputs)["logits"], y)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+    model.eval()
+    save_student(tmp_path / "tiny", model, "tiny", tok, ["neg", "pos"], max_len=32)
+    loaded, encoder, meta = load_student(tmp_path / "tiny")
+    assert type(encoder).__name__ == "WordPieceTokenizer" and meta["config"]["init"] == "random"
+    np.testing.assert_array_equal(predict_logits(model, tok, texts, texts[::-1], max_len=32),
+                                  predict_logits(loaded, encoder, texts, texts[::-1], max_len=32))

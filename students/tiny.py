@@ -1,0 +1,123 @@
+"""Tiny transformer student: the ERNIE architecture with fewer (and optionally narrower) layers.
+
+It reuses the teacher's tokenizer as its encoder. With ``init="teacher"`` (widths must match) it
+starts from the teacher: embeddings, the chosen encoder layers (default: every k-th, e.g. layers
+[2, 5, 8, 11] of 12 for 4 student layers), pooler and classifier are copied. Otherwise it starts
+from random weights. Example::
+
+    config = tiny_config_for(teacher.config, {"num_layers": 3})     # teacher widths, 3 layers
+    model = TinyStudent(config, vocab_size=teacher.tokenizer.vocab_size, num_labels=2)
+    init_from_teacher(model, teacher.model)                         # layers 1, 3, 5 of a 6-layer teacher
+
+Parameters live under ``model.*`` with the teacher's (PaddleNLP) names below that.
+"""
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+import paddle.nn as nn
+
+from distill.errors import UserError
+from students.base import StudentConfig
+from teachers.config import ErnieConfig
+from teachers.model import ErnieForSequenceClassification
+
+# ErnieConfig fields a tiny student shares with its teacher (all but vocab_size / pad_token_id)
+_SHARED = tuple(f.name for f in dataclasses.fields(ErnieConfig)
+                if f.name not in ("vocab_size", "pad_token_id"))
+
+
+@dataclasses.dataclass
+class TinyConfig(StudentConfig):
+    num_layers: int = 4
+    hidden_size: int = 312
+    num_heads: int = 12
+    intermediate_size: int = 1200
+    hidden_act: str = "gelu"
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    task_type_vocab_size: int = 0
+    use_task_id: bool = False
+    task_id: int = 0
+    layer_norm_eps: float = 1e-12
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    pooling: str = "cls"
+    initializer_range: float = 0.02
+    init: str = "teacher"  # teacher | random
+    teacher_layers: Tuple[int, ...] = ()  # 0-based teacher layers to copy; () = every k-th
+
+    def validate(self, where: str) -> None:
+        self._choice(where, "init", self.init, ("teacher", "random"))
+        if self.teacher_layers and len(self.teacher_layers) != self.num_layers:
+            raise UserError(f"{where}: teacher_layers {list(self.teacher_layers)} must name "
+                            f"num_layers = {self.num_layers} layers")
+
+    def ernie_config(self, vocab_size: int, pad_id: int = 0) -> ErnieConfig:
+        return ErnieConfig(vocab_size=vocab_size, pad_token_id=pad_id,
+                           **{name: getattr(self, name) for name in _SHARED})
+
+
+def tiny_config_for(teacher_config: ErnieConfig, overrides: Optional[Dict[str, Any]] = None,
+                    where: str = "student 'tiny' config") -> TinyConfig:
+    """A TinyConfig with the teacher's widths and settings, 4 layers (at most the teacher's),
+    then ``overrides`` (e.g. ``{"num_layers": 3}`` or ``{"hidden_size": 256, "init": "random"}``)."""
+    values: Dict[str, Any] = {name: getattr(teacher_config, name) for name in _SHARED}
+    values["num_layers"] = min(4, teacher_config.num_layers)
+    values.update(overrides or {})
+    return TinyConfig.from_dict(values, where=where)
+
+
+def default_teacher_layers(n_student: int, n_teacher: int) -> List[int]:
+    """Every k-th teacher layer, ending on the last: 4 of 12 -> [2, 5, 8, 11]; 3 of 6 -> [1, 3, 5]."""
+    if n_student > n_teacher:
+        raise UserError(f"a {n_student}-layer student cannot copy layers from a "
+                        f"{n_teacher}-layer teacher; use init='random' or fewer layers")
+    return [round((i + 1) * n_teacher / n_student) - 1 for i in range(n_student)]
+
+
+class TinyStudent(nn.Layer):
+    config_class = TinyConfig
+
+    def __init__(self, config: TinyConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
+        super().__init__()
+        self.config, self.pad_id = config, pad_id
+        self.ernie_config = config.ernie_config(vocab_size, pad_id)
+        self.model = ErnieForSequenceClassification(self.ernie_config, num_labels)
+
+    @property
+    def classifier(self):
+        return self.model.classifier
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                output_hidden_states=False, output_attentions=False):
+        return self.model(input_ids, token_type_ids, attention_mask,
+                          output_hidden_states=output_hidden_states,
+                          output_attentions=output_attentions)
+
+
+def init_from_teacher(student: TinyStudent, teacher: ErnieForSequenceClassification) -> List[int]:
+    """Copy embeddings, the chosen layers, pooler and classifier from ``teacher``; returns the layers."""
+    s_cfg, t_cfg = student.ernie_config, teacher.config
+    for name in ("vocab_size", "hidden_size", "num_heads", "intermediate_size", "type_vocab_size",
+                 "max_position_embeddings", "use_task_id", "task_type_vocab_size", "pooling"):
+        if getattr(s_cfg, name) != getattr(t_cfg, name):
+            raise UserError(f"tiny student init='teacher': {name} is {getattr(s_cfg, name)} in the "
+                            f"student but {getattr(t_cfg, name)} in the teacher; match it or use "
+                            "init='random'")
+    layers = list(student.config.teacher_layers) or default_teacher_layers(
+        s_cfg.num_layers, t_cfg.num_layers)
+    bad = [j for j in layers if not 0 <= j < t_cfg.num_layers]
+    if bad:
+        raise UserError(f"tiny student teacher_layers {bad} are outside the teacher's "
+                        f"0..{t_cfg.num_layers - 1}")
+    if student.classifier.weight.shape != teacher.classifier.weight.shape:
+        raise UserError(f"tiny student has {student.classifier.weight.shape[1]} labels, the teacher "
+                        f"{teacher.classifier.weight.shape[1]}")
+    src, dst = teacher.ernie, student.model.ernie
+    dst.embeddings.set_state_dict(src.embeddings.state_dict())
+    for i, j in enumerate(layers):
+        dst.encoder.layers[i].set_state_dict(src.encoder.layers[j].state_dict())
+    if dst.pooler is not None:
+        dst.pooler.set_state_dict(src.pooler.state_dict())
+    student.model.classifier.set_state_dict(teacher.classifier.state_dict())
+    return layers
