@@ -269,7 +269,12 @@ class TrainState:
     finished: bool = False
     loss_sum: float = 0.0  # running sums of the current epoch
     loss_rows: int = 0
-    train_time_s: float = 0.0
+    window_loss: float = 0.0  # running sums since the last step record
+    window_rows: int = 0
+    window_parts: dict = dataclasses.field(default_factory=dict)
+    train_time_s: float = 0.0  # training steps only (batch building included, dev eval not)
+    eval_time_s: float = 0.0
+    rows_trained: int = 0
     metrics_bytes: int = 0  # length of metrics.jsonl at the save
     dev_history: list = dataclasses.field(default_factory=list)
 
@@ -352,10 +357,7 @@ class Trainer:
             return self._summary(state, resumed_from=state.step)
         resumed_from = state.step
         self._open_metrics(state)
-        session_start = time.perf_counter()
-        time_base = state.train_time_s
 
-        window_loss, window_rows, window_parts = 0.0, 0, {}
         for epoch in range(state.epoch, cfg.epochs):
             batches = itertools.islice(epoch_batches(train_batches, epoch),
                                        state.batch_in_epoch, None)
@@ -363,6 +365,7 @@ class Trainer:
                        desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
                        unit="batch")
             hit_max = False
+            tick = time.perf_counter()
             for batch in batches:
                 paddle.seed(cfg.seed * 1_000_003 + state.step)  # dropout stream per step
                 loss, parts, rows = self._step(batch, optimizer, scheduler, scaler, amp)
@@ -370,28 +373,31 @@ class Trainer:
                 state.batch_in_epoch += 1
                 state.loss_sum += loss * rows
                 state.loss_rows += rows
-                window_loss += loss * rows
-                window_rows += rows
+                state.rows_trained += rows
+                state.window_loss += loss * rows
+                state.window_rows += rows
                 for k, v in parts.items():
-                    window_parts[k] = window_parts.get(k, 0.0) + v * rows
+                    state.window_parts[k] = state.window_parts.get(k, 0.0) + v * rows
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if state.step % cfg.log_every == 0:
                     self._log({"type": "step", "epoch": epoch + 1, "step": state.step,
-                               "loss": window_loss / window_rows,
-                               **{k: v / window_rows for k, v in window_parts.items()},
+                               "loss": state.window_loss / state.window_rows,
+                               **{k: v / state.window_rows for k, v in state.window_parts.items()},
                                "lr": float(optimizer.get_lr())})
-                    window_loss, window_rows, window_parts = 0.0, 0, {}
+                    state.window_loss, state.window_rows, state.window_parts = 0.0, 0, {}
                 hit_max = cfg.max_steps is not None and state.step >= cfg.max_steps
-                state.train_time_s = time_base + time.perf_counter() - session_start
+                state.train_time_s += time.perf_counter() - tick
                 if (cfg.save_every_steps and state.step % cfg.save_every_steps == 0
                         and not hit_max and state.batch_in_epoch < steps_per_epoch):
                     self._save_last(state, optimizer, scheduler, scaler, params)
                 if hit_max:
                     break
+                tick = time.perf_counter()
             bar.close()
+            tick = time.perf_counter()
             self._end_epoch(state, epoch, dev_batches)
-            state.train_time_s = time_base + time.perf_counter() - session_start
+            state.eval_time_s += time.perf_counter() - tick
             if hit_max or state.stopped_early or state.epoch == cfg.epochs:
                 state.finished = True
             self._save_last(state, optimizer, scheduler, scaler, params)
@@ -528,5 +534,7 @@ class Trainer:
         return {"best_epoch": state.best_epoch, "best_step": state.best_step,
                 "best_dev": state.best_dev, "epochs_run": state.epoch, "steps": state.step,
                 "stopped_early": state.stopped_early, "train_time_s": state.train_time_s,
+                "eval_time_s": state.eval_time_s, "rows_trained": state.rows_trained,
+                "train_rows_per_s": state.rows_trained / max(state.train_time_s, 1e-9),
                 "resumed_from_step": resumed_from, "dev_history": state.dev_history,
                 "out_dir": str(self.out_dir)}

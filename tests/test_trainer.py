@@ -227,7 +227,7 @@ def crashing(after_calls):
 @pytest.mark.parametrize("save_every, crash_after", [(None, 8 + 5), (3, 8 + 5)])
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, data, save_every,
                                                                   crash_after):
-    cfg = config(epochs=2, micro_batch_size=4, save_every_steps=save_every)
+    cfg = config(epochs=2, micro_batch_size=4, save_every_steps=save_every, log_every=5)
     model = make_model()
     Trainer(model, cross_entropy, cfg, tmp_path / "once").fit(*plans(data))
     reference = weights(model)
