@@ -197,18 +197,32 @@ def epoch_batches(batches, epoch: int) -> Iterator[Dict]:
 # ------------------------------------------------------------------------------ evaluation
 
 @contextlib.contextmanager
-def eval_mode(model: paddle.nn.Layer):
-    """Put ``model`` (every sub-layer) in eval mode under ``paddle.no_grad``; restore the
-    previous per-layer modes afterwards, whatever happens inside."""
+def _restoring_modes(model: paddle.nn.Layer):
     layers = [model] + list(model.sublayers())
     modes = [layer.training for layer in layers]
-    model.eval()
     try:
-        with paddle.no_grad():
-            yield model
+        yield model
     finally:
         for layer, mode in zip(layers, modes):
             layer.training = mode
+
+
+@contextlib.contextmanager
+def eval_mode(model: paddle.nn.Layer):
+    """Put ``model`` (every sub-layer) in eval mode under ``paddle.no_grad``; restore the
+    previous per-layer modes afterwards, whatever happens inside."""
+    with _restoring_modes(model):
+        model.eval()
+        with paddle.no_grad():
+            yield model
+
+
+@contextlib.contextmanager
+def train_mode(model: paddle.nn.Layer):
+    """Put ``model`` in training mode (dropout on); restore the previous modes afterwards."""
+    with _restoring_modes(model):
+        model.train()
+        yield model
 
 
 def _predict(model, batches: Iterable[Dict], forward_kwargs: Optional[Dict] = None
@@ -325,6 +339,14 @@ class Trainer:
         return self.out_dir / "metrics.jsonl"
 
     def fit(self, train_batches, dev_batches=None) -> Dict:
+        """Train (or resume) to the end; the model ends with the best dev weights, in the mode
+        it had before (layers are in training mode during the steps)."""
+        with contextlib.ExitStack() as modes:
+            for layer in self._layers().values():
+                modes.enter_context(train_mode(layer))
+            return self._fit(train_batches, dev_batches)
+
+    def _fit(self, train_batches, dev_batches) -> Dict:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         device = select_device(cfg.device)

@@ -305,3 +305,16 @@ def test_loss_parameters_are_trained_and_resumed(tmp_path, data):
     assert fresh_loss.scale.item() == loss.scale.item()
     for k, v in weights(model).items():
         np.testing.assert_array_equal(v, weights(fresh)[k], err_msg=k)
+
+
+def test_fit_trains_with_dropout_on_and_restores_the_mode(tmp_path, data):
+    model = make_model(dropout=0.5)
+    model.eval()
+    seen = []
+
+    def loss_fn(outputs, batch):
+        seen.append(model.drop.training)
+        return cross_entropy(outputs, batch)
+
+    Trainer(model, loss_fn, config(epochs=1), tmp_path).fit(*plans(data))
+    assert seen and all(seen) and not model.training and not model.drop.training
