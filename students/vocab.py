@@ -8,8 +8,8 @@ No Paddle here (the edge predictor uses it). It implements the encoder contract 
     vocab.save("runs/x/student");  WordVocab.load("runs/x/student")
 
 Ids: ``[PAD]``=0, ``[UNK]``=1, ``[SEP]``=2, ``[MASK]``=3, then words by falling frequency (ties in
-order of first appearance). Special tokens written literally in a text (``[MASK]`` from the
-augmenter) stay one token.
+order of first appearance). Special tokens written literally in a text (``[MASK]`` or ``<mask>``
+from the augmenter) stay one token.
 
 Pairs (``text_a`` + ``text_b``) become one sequence ``a [SEP] b``; ``token_type_ids`` are 0 for
 ``a`` and the ``[SEP]``, 1 for ``b`` (the students add a learned segment embedding). Pairs that are
@@ -28,9 +28,11 @@ from distill.io import write_json, write_text, read_json
 
 PAD, UNK, SEP, MASK = "[PAD]", "[UNK]", "[SEP]", "[MASK]"
 SPECIALS = (PAD, UNK, SEP, MASK)
+# other tokenizers' spellings of the same specials (the augmenter writes the teacher's mask token)
+ALIASES = {"<mask>": MASK, "<unk>": UNK, "</s>": SEP}
 LANGUAGES = ("zh", "en")
 
-_SPECIAL_RE = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
+_SPECIAL_RE = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS + tuple(ALIASES)) + ")")
 _EN_WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]", re.UNICODE)
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -64,8 +66,8 @@ def tokenize(text: str, language: str, lowercase: bool = True) -> List[str]:
     for piece in _SPECIAL_RE.split(text):
         if not piece:
             continue
-        if piece in SPECIALS:
-            tokens.append(piece)
+        if piece in SPECIALS or piece in ALIASES:
+            tokens.append(ALIASES.get(piece, piece))
             continue
         if lowercase:
             piece = piece.lower()

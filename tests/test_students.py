@@ -78,6 +78,7 @@ def test_vocab_keeps_mask_token_whole():
     vocab = WordVocab.build(["a [MASK] film"])
     assert vocab.tokenize("The [MASK] film!") == ["the", "[MASK]", "film", "!"]
     assert vocab.encode(["[MASK]"])["input_ids"][0, 0] == vocab.mask_id
+    assert vocab.tokenize("a <mask> film")[1] == "[MASK]"  # SentencePiece teachers' spelling
 
 
 def test_chinese_uses_jieba_words():
