@@ -1,0 +1,195 @@
+"""Fine-tune an ERNIE-family teacher on a classification task (hard cross-entropy on gold labels).
+
+    distill finetune --teacher minilm-l6 --data movies_en --out runs/minilm-movies \\
+        --epochs 2 --max-len 64 --batch-size 32 --lr 5e-5
+    distill finetune --teacher path/to/teacher --train train.tsv --dev dev.tsv --test test.tsv \\
+        --out runs/t --train-layers 2          # only the top 2 layers (+ head) are trained
+
+The run folder gets ``train/`` (the trainer's ``metrics.jsonl``, ``best/``, ``last/``; an
+interrupted run resumes when the same command is repeated), ``teacher/`` (the fine-tuned teacher
+in the canonical format, loadable with ``load_teacher``) and ``finetune.json`` (dev/test
+accuracy and macro-F1, training time).
+"""
+import logging
+import re
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from distill.errors import UserError
+from distill.io import write_json
+
+log = logging.getLogger("teachers.finetune")
+
+LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")  # encoder layer number in a parameter name
+
+
+def ensure_head(teacher, labels: List[str], seed: int) -> bool:
+    """Give ``teacher.model`` a classification head for ``labels``.
+
+    The head is kept when it already has the right size and was trained for the same labels (or
+    for none yet); otherwise a new model is built with a fresh head (initialised under ``seed``)
+    and every other weight copied. Returns True when the head was replaced.
+    """
+    from teachers.model import build_model
+
+    model = teacher.model
+    same_labels = not teacher.labels or list(teacher.labels) == list(labels)
+    if model.num_labels == len(labels) and same_labels:
+        return False
+    fresh = build_model(teacher.config, len(labels), seed=seed)
+    fresh_state = fresh.state_dict()
+    keep = {k: v for k, v in model.state_dict().items()
+            if k in fresh_state and list(v.shape) == list(fresh_state[k].shape)
+            and not k.startswith("classifier.")}
+    fresh.set_state_dict({**fresh_state, **keep})
+    log.info("new %d-label head; %d of %d tensors copied", len(labels), len(keep),
+             len(fresh_state))
+    teacher.model = fresh
+    return True
+
+
+def freeze_lower_layers(model, train_layers: int) -> List[str]:
+    """Freeze the embeddings and every encoder layer below the top ``train_layers`` (nothing when
+    that is all of them); the pooler and head stay trainable. Returns the frozen names."""
+    named = list(model.named_parameters())
+    layer_ids = {int(m.group(1)) for n, _ in named for m in [LAYER_INDEX.search(n)] if m}
+    if not layer_ids:
+        raise UserError("--train-layers: the model has no numbered encoder layers")
+    if train_layers < 0:
+        raise UserError(f"--train-layers must be >= 0, got {train_layers}")
+    first_trained = max(layer_ids) + 1 - train_layers
+    if first_trained <= 0:  # every layer trained: freeze nothing
+        return []
+    frozen = []
+    for name, param in named:
+        match = LAYER_INDEX.search(name)
+        if ("embeddings" in name and not match) or (match and int(match.group(1)) < first_trained):
+            param.stop_gradient = True
+            frozen.append(name)
+    return frozen
+
+
+def finetune(teacher, task, config, out_dir, max_len: int = 128,
+             train_layers: Optional[int] = None, eval_batch_size: Optional[int] = None) -> Dict:
+    """Fine-tune ``teacher`` (a ``teachers.checkpoint.Teacher``) on ``task`` with ``config`` (a
+    ``distill.trainer.TrainConfig``); the teacher is updated in place (best dev weights, labels,
+    max_len) and saved to ``out_dir/teacher``. Returns dev/test metrics and timings."""
+    from distill.batching import BatchPlan, encode_examples
+    from distill.losses import build_loss
+    from distill.runtime import seed_everything
+    from distill.trainer import Trainer, evaluate
+    from teachers.checkpoint import save_teacher
+
+    if not task.train:
+        raise UserError(f"task {task.name}: the training set is empty")
+    out_dir = Path(out_dir)
+    seed_everything(config.seed)
+    ensure_head(teacher, task.labels, seed=config.seed)
+    teacher.labels, teacher.max_len = list(task.labels), int(max_len)
+    flags = {name: p.stop_gradient for name, p in teacher.model.named_parameters()}
+    frozen = freeze_lower_layers(teacher.model, train_layers) if train_layers is not None else []
+
+    def encode(examples):
+        return encode_examples(teacher.tokenizer, examples, max_len=max_len, labels=task.labels)
+
+    eval_size = eval_batch_size or 2 * config.batch_size
+    train = encode(task.train)
+    train_plan = BatchPlan(train, config.batch_size, shuffle=True, seed=config.seed)
+    dev_plan = BatchPlan(encode(task.dev), eval_size) if task.dev else None
+    test_plan = BatchPlan(encode(task.test), eval_size) if task.test else None
+
+    loss = build_loss([{"name": "hard_ce", "weight": 1.0}])
+    try:
+        summary = Trainer(teacher.model, loss, config, out_dir / "train").fit(train_plan,
+                                                                              dev_plan)
+    finally:
+        for name, param in teacher.model.named_parameters():  # undo --train-layers
+            param.stop_gradient = flags[name]
+    result = {
+        "task": task.name, "teacher": teacher.name, "labels": list(task.labels),
+        "max_len": int(max_len), "train_examples": len(task.train),
+        "train_tokens_per_row": float(train.lengths.mean()),
+        "frozen_parameters": len(frozen), "best_epoch": summary["best_epoch"],
+        "epochs_run": summary["epochs_run"], "steps": summary["steps"],
+        "train_time_s": round(summary["train_time_s"], 2),
+        "train_examples_per_s": round(summary["train_rows_per_s"], 2),
+        "eval_time_s": round(summary["eval_time_s"], 2),
+        "dev": evaluate(teacher.model, dev_plan) if dev_plan else None,
+        "test": evaluate(teacher.model, test_plan) if test_plan else None,
+        "teacher_dir": str(out_dir / "teacher"),
+    }
+    save_teacher(teacher, out_dir / "teacher")
+    write_json(out_dir / "finetune.json", result)
+    return result
+
+
+def limit_examples(examples, limit: Optional[int], seed: int):
+    """A seeded random subset of ``limit`` rows (kept in file order), or all rows."""
+    if limit is None or limit >= len(examples):
+        return examples
+    rows = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
+    return [examples[i] for i in rows]
+
+
+# ------------------------------------------------------------------------------ CLI
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--teacher", required=True,
+                        help="built-in teacher name (minilm-l6, e5-small) or a checkpoint dir")
+    data = parser.add_argument_group("data (a built-in data set or three files)")
+    data.add_argument("--data", help="built-in data set: movies_en, reviews_zh")
+    data.add_argument("--train", help="training file (.tsv/.jsonl/.csv)")
+    data.add_argument("--dev", help="dev file, picks the best epoch")
+    data.add_argument("--test", help="test file, scored once at the end")
+    data.add_argument("--limit-train", type=int, default=None, metavar="N",
+                      help="train on a seeded random subset of N examples")
+    parser.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--lr", type=float, default=5e-5)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--micro-batch-size", type=int, default=None,
+                       help="accumulate gradients over batch-size/micro-batch-size slices")
+    train.add_argument("--max-len", type=int, default=128, help="tokens per text, specials included")
+    train.add_argument("--warmup-ratio", type=float, default=0.1)
+    train.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
+    train.add_argument("--train-layers", type=int, default=None, metavar="N",
+                       help="freeze embeddings and all but the top N encoder layers")
+    train.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
+    train.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--no-progress", action="store_true")
+
+
+def main(args) -> int:
+    from distill.data import load_task
+    from distill.trainer import TrainConfig
+    from teachers.checkpoint import load_teacher
+
+    if args.data:
+        if args.train or args.dev or args.test:
+            raise UserError("give either --data or --train/--dev/--test, not both")
+        from distill.fetch import load_builtin_task
+
+        task = load_builtin_task(args.data)
+    elif args.train:
+        task = load_task(args.train, args.dev, args.test)
+    else:
+        raise UserError("no data: give --data NAME or --train FILE [--dev FILE --test FILE]")
+    task.train = limit_examples(task.train, args.limit_train, args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         micro_batch_size=args.micro_batch_size, lr=args.lr,
+                         warmup_ratio=args.warmup_ratio, patience=args.patience,
+                         device=args.device, amp=not args.no_amp, seed=args.seed,
+                         progress=not args.no_progress)
+    teacher = load_teacher(args.teacher, num_labels=len(task.labels))
+    result = finetune(teacher, task, config, args.out, max_len=args.max_len,
+                      train_layers=args.train_layers)
+    dev, test = result["dev"] or {}, result["test"] or {}
+    print(f"fine-tuned {teacher.name} on {task.name}: dev accuracy {dev.get('accuracy', 'n/a')}, "
+          f"test accuracy {test.get('accuracy', 'n/a')}, {result['train_time_s']} s training "
+          f"({result['train_examples_per_s']} examples/s); teacher saved to "
+          f"{result['teacher_dir']}")
+    return 0
