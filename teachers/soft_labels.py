@@ -1,0 +1,365 @@
+"""Soft labels: the teacher's logits for every text, cached, resumable and shardable.
+
+    distill label --teacher runs/t/teacher --input train_aug.tsv --out runs/t/labels
+    distill label ... --shard 0/2 & distill label ... --shard 1/2; distill label ... --merge
+    python -m paddle.distributed.launch --gpus 0,1 -m distill label ...   # shard from the launcher
+
+Rows are encoded, sorted by length into batches (little padding; ``--no-bucket`` keeps file
+order) and run without gradients; logits are written every ``chunk_batches`` batches as an
+atomic ``.npz`` chunk (row numbers + float32 logits), so an interrupted run resumes with the
+rows not yet labelled. ``out_dir`` holds:
+
+* ``key.json`` — the cache key (sha256 of teacher weights, input texts and max_len) and sizes;
+* ``parts-<key>/shard-<i>-of-<n>/chunk-NNNNN.npz`` — the chunks of each shard;
+* ``soft_labels.npy`` (N, C) float32 in input order + ``soft_labels.json`` (its key), once
+  every shard is done. Asking again for the same key returns it without running the teacher.
+
+A shard ``(i, n)`` takes rows ``i, i+n, i+2n, ...`` (strided, so shards get similar lengths);
+without ``shard=``, ``PADDLE_TRAINER_ID`` / ``PADDLE_TRAINERS_NUM`` of a ``paddle.distributed``
+launch choose it. The engine is a function ``predict(inputs) -> (B, C)`` on NumPy batches, so
+the same chunking/caching serves Paddle dygraph (here) and ONNX Runtime (``label_encoded``).
+Paddle is imported only when the dygraph teacher runs.
+"""
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from distill.batching import BatchPlan, EncodedSet, encode_examples, make_batch
+from distill.errors import UserError
+from distill.io import atomic_path, read_json, write_json
+
+log = logging.getLogger("teachers.soft_labels")
+
+MERGED = "soft_labels.npy"
+MERGED_META = "soft_labels.json"
+KEY_FILE = "key.json"
+CHUNK = re.compile(r"^chunk-(\d{5})\.npz$")
+SHARD_DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
+
+Predict = Callable[[Dict[str, np.ndarray]], np.ndarray]  # inputs (B, T) -> logits (B, C)
+
+
+# ------------------------------------------------------------------------------ cache key
+
+def weights_sha256(model) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes, bytes), in name order."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = np.ascontiguousarray(tensor.numpy())
+        h.update(f"{name}:{array.dtype}:{array.shape};".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def texts_sha256(examples) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.text_a, ex.text_b], ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def cache_key(weights_hash: str, examples, max_len: int) -> str:
+    blob = json.dumps({"weights": weights_hash, "texts": texts_sha256(examples),
+                       "max_len": int(max_len)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ shards
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"1/4"`` -> (1, 4)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise UserError(f"--shard: expected i/n with 0 <= i < n, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_from_env(environ: Optional[Dict[str, str]] = None) -> Tuple[int, int]:
+    """The shard of this process under ``paddle.distributed.launch`` (else (0, 1))."""
+    environ = os.environ if environ is None else environ
+    n = int(environ.get("PADDLE_TRAINERS_NUM", "1"))
+    i = int(environ.get("PADDLE_TRAINER_ID", "0"))
+    if not 0 <= i < n:
+        raise UserError(f"PADDLE_TRAINER_ID={i} is not below PADDLE_TRAINERS_NUM={n}")
+    return i, n
+
+
+def shard_rows(num_examples: int, shard: Tuple[int, int]) -> np.ndarray:
+    i, n = shard
+    if not 0 <= i < n:
+        raise UserError(f"shard {i}/{n}: need 0 <= i < n")
+    return np.arange(i, num_examples, n, dtype=np.int64)
+
+
+class LabelStore:
+    """The files of one labelling job in ``out_dir`` (see the module docstring)."""
+
+    def __init__(self, out_dir, key: str):
+        self.out_dir, self.key = Path(out_dir), key
+
+    @property
+    def parts(self) -> Path:
+        return self.out_dir / f"parts-{self.key[:16]}"
+
+    def shard_dir(self, shard: Tuple[int, int]) -> Path:
+        return self.parts / f"shard-{shard[0]}-of-{shard[1]}"
+
+    def cached(self, num_examples: int) -> Optional[np.ndarray]:
+        """The merged array when it exists for this key, else None."""
+        meta_path, path = self.out_dir / MERGED_META, self.out_dir / MERGED
+        if not (meta_path.exists() and path.exists()):
+            return None
+        if read_json(meta_path).get("key") != self.key:
+            return None
+        logits = np.load(path)
+        return logits if len(logits) == num_examples else None
+
+    def chunks(self, shard: Tuple[int, int]) -> List[Path]:
+        folder = self.shard_dir(shard)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if CHUNK.match(p.name))
+
+    def done(self, shard: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+        """Row numbers and logits already written for ``shard``."""
+        index, logits = [], []
+        for path in self.chunks(shard):
+            with np.load(path) as chunk:
+                index.append(chunk["index"])
+                logits.append(chunk["logits"])
+        if not index:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return np.concatenate(index), np.concatenate(logits)
+
+    def write_chunk(self, shard: Tuple[int, int], number: int, index: np.ndarray,
+                    logits: np.ndarray) -> Path:
+        path = self.shard_dir(shard) / f"chunk-{number:05d}.npz"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, index=index.astype(np.int64), logits=logits.astype(np.float32))
+        return path
+
+
+def merge_shards(out_dir, n: Optional[int] = None) -> np.ndarray:
+    """Assemble ``soft_labels.npy`` (N, C) from the ``n`` shards of the job in ``key.json``
+    (``n`` found from the shard folders when not given). UserError names missing rows."""
+    out_dir = Path(out_dir)
+    if not (out_dir / KEY_FILE).exists():
+        raise UserError(f"{out_dir / KEY_FILE}: missing; run 'distill label' into this folder first")
+    meta = read_json(out_dir / KEY_FILE)
+    store = LabelStore(out_dir, meta["key"])
+    cached = store.cached(meta["num_examples"])
+    if cached is not None:
+        return cached
+    if n is None:
+        counts = {int(m.group(2)) for p in (store.parts.iterdir() if store.parts.is_dir() else [])
+                  for m in [SHARD_DIR.match(p.name)] if m}
+        if len(counts) != 1:
+            raise UserError(f"{store.parts}: cannot tell the shard count (found {sorted(counts)}); "
+                            "pass it (--shard 0/N --merge)")
+        n = counts.pop()
+    total = meta["num_examples"]
+    out, seen = None, np.zeros(total, dtype=bool)
+    for i in range(n):
+        index, logits = store.done((i, n))
+        if not len(index):
+            continue
+        if out is None:
+            out = np.zeros((total, logits.shape[1]), dtype=np.float32)
+        out[index] = logits
+        seen[index] = True
+    if out is None or not seen.all():
+        missing = sorted({int(r) % n for r in np.flatnonzero(~seen)})
+        raise UserError(f"{out_dir}: {int((~seen).sum())} of {total} rows have no soft label yet "
+                        f"(shards {', '.join(f'{i}/{n}' for i in missing)} unfinished)")
+    with atomic_path(out_dir / MERGED) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, out)
+    write_json(out_dir / MERGED_META, {"key": meta["key"], "shape": list(out.shape), "shards": n})
+    return out
+
+
+# ------------------------------------------------------------------------------ labelling
+
+def label_encoded(predict: Predict, data: EncodedSet, store: LabelStore,
+                  rows: np.ndarray, batch_size: int = 64, bucket: bool = True,
+                  chunk_batches: int = 16, progress: bool = True,
+                  on_chunk: Optional[Callable[[int, int], None]] = None,
+                  shard: Tuple[int, int] = (0, 1)) -> Tuple[np.ndarray, np.ndarray]:
+    """Label rows ``rows`` (global row numbers; ``data`` holds exactly them, in that order) that
+    have no chunk yet; returns (index, logits) of everything done for ``shard``.
+
+    ``on_chunk(chunk_number, rows_done)`` runs after each chunk is on disk.
+    """
+    done_index, _ = store.done(shard)
+    todo = np.flatnonzero(~np.isin(rows, done_index))  # positions in data
+    chunks = store.chunks(shard)
+    number = int(CHUNK.match(chunks[-1].name).group(1)) + 1 if chunks else 0
+    if len(todo):
+        plan = BatchPlan(data.subset(todo), batch_size, shuffle=False, bucket=bucket)
+        bar = tqdm(total=len(todo), disable=not progress, unit="text",
+                   desc=f"soft labels {shard[0]}/{shard[1]}" if shard[1] > 1 else "soft labels")
+        pending_index, pending_logits, written = [], [], len(done_index)
+        batches = list(plan.order())
+        for b, local in enumerate(batches):
+            batch = make_batch(plan.data, local)
+            logits = np.asarray(predict(batch["inputs"]), dtype=np.float32)  # (B, C)
+            pending_index.append(rows[todo[local]])
+            pending_logits.append(logits)
+            bar.update(len(local))
+            if len(pending_index) == chunk_batches or b == len(batches) - 1:
+                index = np.concatenate(pending_index)
+                store.write_chunk(shard, number, index, np.concatenate(pending_logits))
+                written += len(index)
+                if on_chunk is not None:
+                    on_chunk(number, written)
+                number += 1
+                pending_index, pending_logits = [], []
+        bar.close()
+    return store.done(shard)
+
+
+def dygraph_predict(model, device: str = "auto") -> Predict:
+    """A ``predict`` function running a Paddle model in eval mode without gradients."""
+    import paddle
+
+    from distill.runtime import select_device
+    from distill.trainer import eval_mode, to_tensors
+
+    place = select_device(device)
+    if place.startswith("gpu"):
+        model.to(device=place)
+
+    def predict(inputs: Dict[str, np.ndarray]) -> np.ndarray:
+        with eval_mode(model):
+            return model(**to_tensors(inputs))["logits"].astype(paddle.float32).numpy()
+
+    return predict
+
+
+def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optional[int] = None,
+                shard: Optional[Tuple[int, int]] = None, progress: bool = True,
+                bucket: bool = True, chunk_batches: int = 16, device: str = "auto",
+                on_chunk: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+    """The teacher's logits (N, C) float32 for ``examples``, in input order.
+
+    With a shard ``(i, n)`` (given, or from the distributed launcher), only that shard's rows
+    are labelled and returned (rows ``i, i+n, ...``, in that order); the shard that completes the
+    set merges ``soft_labels.npy``.
+    """
+    if not examples:
+        raise UserError("no texts to label")
+    max_len = int(max_len or teacher.max_len)
+    shard = shard or shard_from_env()
+    key = cache_key(weights_sha256(teacher.model), examples, max_len)
+    store = LabelStore(out_dir, key)
+    cached = store.cached(len(examples))
+    if cached is not None:
+        log.info("%s: cache hit (%s)", out_dir, key[:16])
+        return cached if shard[1] == 1 else cached[shard_rows(len(examples), shard)]
+    write_json(store.out_dir / KEY_FILE, {"key": key, "num_examples": len(examples),
+                                          "max_len": max_len, "teacher": teacher.name,
+                                          "labels": list(teacher.labels or [])})
+    rows = shard_rows(len(examples), shard)
+    done_index, _ = store.done(shard)
+    todo_rows = rows[~np.isin(rows, done_index)]
+    data = encode_examples(teacher.tokenizer, [examples[r] for r in todo_rows], max_len=max_len)
+    index, logits = label_encoded(dygraph_predict(teacher.model, device), data, store, todo_rows,
+                                  batch_size=batch_size, bucket=bucket,
+                                  chunk_batches=chunk_batches, progress=progress,
+                                  on_chunk=on_chunk, shard=shard)
+    try:
+        merged = merge_shards(out_dir, shard[1])
+    except UserError:  # other shards still running: return this shard's rows
+        order = np.argsort(index)
+        if not np.array_equal(index[order], rows):
+            raise
+        return logits[order]
+    return merged if shard[1] == 1 else merged[rows]
+
+
+# ------------------------------------------------------------------------------ throughput
+
+def measure_throughput(teacher, examples, batch_size: int = 64, max_len: Optional[int] = None,
+                       bucket: bool = True, device: str = "auto") -> Dict[str, float]:
+    """Sentences per second of the dygraph teacher over ``examples`` (forward passes only;
+    encoding excluded), with or without length bucketing, plus the padding share."""
+    max_len = int(max_len or teacher.max_len)
+    data = encode_examples(teacher.tokenizer, examples, max_len=max_len)
+    plan = BatchPlan(data, batch_size, shuffle=False, bucket=bucket)
+    predict = dygraph_predict(teacher.model, device)
+    batches = list(plan)
+    start = time.perf_counter()
+    for batch in batches:
+        predict(batch["inputs"])
+    seconds = time.perf_counter() - start
+    return {"bucket": bucket, "sentences": len(data), "seconds": round(seconds, 3),
+            "sentences_per_s": round(len(data) / seconds, 2),
+            "padding_fraction": round(plan.padding_fraction(), 4),
+            "batch_size": batch_size, "max_len": max_len}
+
+
+def compare_bucketing(teacher, examples, batch_size: int = 64, max_len: Optional[int] = None,
+                      device: str = "auto") -> Dict[str, Dict]:
+    """``measure_throughput`` with and without length bucketing, in the same process."""
+    plain = measure_throughput(teacher, examples, batch_size, max_len, bucket=False, device=device)
+    bucketed = measure_throughput(teacher, examples, batch_size, max_len, bucket=True,
+                                  device=device)
+    return {"plain": plain, "bucketed": bucketed,
+            "speedup": round(bucketed["sentences_per_s"] / plain["sentences_per_s"], 3)}
+
+
+# ------------------------------------------------------------------------------ CLI
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--teacher", help="fine-tuned teacher dir (distill finetune's teacher/)")
+    parser.add_argument("--input", help="texts to label (.tsv/.jsonl/.csv; labels optional)")
+    parser.add_argument("--out", required=True, help="output folder (re-run to resume)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-len", type=int, default=None,
+                        help="tokens per text (default: the teacher's max_len)")
+    parser.add_argument("--shard", default=None, metavar="i/n",
+                        help="label only rows i, i+n, ... (default: from paddle.distributed)")
+    parser.add_argument("--merge", action="store_true",
+                        help="only assemble soft_labels.npy from finished shards")
+    parser.add_argument("--no-bucket", action="store_true",
+                        help="batch rows in file order instead of sorted by length")
+    parser.add_argument("--chunk-batches", type=int, default=16,
+                        help="batches per chunk file (the resume granularity)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args) -> int:
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.merge:
+        logits = merge_shards(args.out, shard[1] if shard else None)
+        print(f"merged {logits.shape[0]} x {logits.shape[1]} soft labels into "
+              f"{Path(args.out) / MERGED}")
+        return 0
+    if not args.teacher or not args.input:
+        raise UserError("--teacher and --input are required (unless --merge)")
+    from distill.data import read_examples
+    from teachers.checkpoint import load_teacher
+
+    examples = read_examples(args.input, require_label=False)
+    teacher = load_teacher(args.teacher)
+    start = time.perf_counter()
+    logits = soft_labels(teacher, examples, args.out, batch_size=args.batch_size,
+                         max_len=args.max_len, shard=shard, progress=not args.no_progress,
+                         bucket=not args.no_bucket, chunk_batches=args.chunk_batches,
+                         device=args.device)
+    seconds = time.perf_counter() - start
+    where = Path(args.out) / MERGED
+    print(f"{logits.shape[0]} x {logits.shape[1]} soft labels in {seconds:.1f} s"
+          + (f" -> {where}" if where.exists() else f" (shard {args.shard}; merge when all done)"))
+    return 0
