@@ -32,7 +32,7 @@ class BOWStudent(nn.Layer):
 
     def __init__(self, config: BOWConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
         super().__init__()
-        self.config, self.pad_id = config, pad_id
+        self.config, self.pad_id, self.vocab_size = config, pad_id, vocab_size
         self.embeddings = TokenEmbedding(vocab_size, config.emb_dim, config.type_vocab_size, pad_id)
         sizes = [config.emb_dim] + list(config.hidden_sizes)
         self.hidden = nn.LayerList([nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])])

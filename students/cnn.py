@@ -37,7 +37,7 @@ class CNNStudent(nn.Layer):
 
     def __init__(self, config: CNNConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
         super().__init__()
-        self.config, self.pad_id = config, pad_id
+        self.config, self.pad_id, self.vocab_size = config, pad_id, vocab_size
         self.embeddings = TokenEmbedding(vocab_size, config.emb_dim, config.type_vocab_size, pad_id)
         self.convs = nn.LayerList([
             nn.Conv1D(config.emb_dim, config.num_filters, k, padding=[0, k - 1])  # NCL: paddle2onnx rejects NLC

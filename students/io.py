@@ -3,7 +3,7 @@
 A student directory holds::
 
     model_state.pdparams   the weights (paddle.save of the state dict)
-    student.json           {"kind", "config", "labels", "max_len", "vocab_size", "pad_id",
+    student.json           {"kind", "config", "labels", "max_len", "vocab_size" (embedding rows), "pad_id",
                             "toolkit_version", ...extra}
     encoder.json + files   the encoder (WordVocab or the teacher's tokenizer)
 
@@ -32,7 +32,7 @@ def save_student(directory, model, kind: str, encoder, labels: Sequence[str], ma
 
     directory = Path(directory)
     meta = {"kind": kind, "config": model.config.to_dict(), "labels": list(labels),
-            "max_len": int(max_len), "vocab_size": int(encoder.vocab_size),
+            "max_len": int(max_len), "vocab_size": int(model.vocab_size),
             "pad_id": int(encoder.pad_id), "toolkit_version": __version__}
     meta.update(extra or {})
     with atomic_path(directory) as tmp:
@@ -59,7 +59,8 @@ def load_student(directory) -> Tuple[Any, Any, Dict[str, Any]]:
         if key not in meta:
             raise UserError(f"{meta_path}: field '{key}' is missing")
     encoder = load_encoder(directory)
-    model = build_student(meta["kind"], meta["config"], vocab_size=encoder.vocab_size,
+    model = build_student(meta["kind"], meta["config"],
+                          vocab_size=meta.get("vocab_size", encoder.vocab_size),
                           num_labels=len(meta["labels"]), pad_id=encoder.pad_id)
     state = paddle.load(str(directory / WEIGHTS))
     missing = sorted(set(model.state_dict()) - set(state))

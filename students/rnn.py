@@ -41,7 +41,7 @@ class _BiRNNStudent(nn.Layer):
 
     def __init__(self, config: RNNConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
         super().__init__()
-        self.config, self.pad_id = config, pad_id
+        self.config, self.pad_id, self.vocab_size = config, pad_id, vocab_size
         self.embeddings = TokenEmbedding(vocab_size, config.emb_dim, config.type_vocab_size, pad_id)
         rnn_class = nn.LSTM if self.cell == "lstm" else nn.GRU
         sizes = [config.emb_dim] + [2 * config.hidden_size] * (config.num_layers - 1)

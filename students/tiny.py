@@ -80,7 +80,7 @@ class TinyStudent(nn.Layer):
 
     def __init__(self, config: TinyConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
         super().__init__()
-        self.config, self.pad_id = config, pad_id
+        self.config, self.pad_id, self.vocab_size = config, pad_id, vocab_size
         self.ernie_config = config.ernie_config(vocab_size, pad_id)
         self.model = ErnieForSequenceClassification(self.ernie_config, num_labels)
 

@@ -3,9 +3,10 @@ training set plus augmented rows), with the one trainer of ``distill.trainer``.
 
     # plain baseline
     distill train --kind cnn --train train.tsv --dev dev.tsv --test test.tsv --out runs/cnn_plain
-    # distilled: soft labels for train.tsv rows then train_aug.tsv rows, in that order
+    # distilled: soft labels of train.tsv rows then of train_aug.tsv rows (distill label outputs)
     distill train --kind cnn --train train.tsv --dev dev.tsv --test test.tsv --out runs/cnn_kd \\
-        --augmented train_aug.tsv --soft-labels logits.npy --loss soft_ce:0.9,hard_ce:0.1 --temperature 2
+        --augmented train_aug.tsv --soft-labels runs/labels_train runs/labels_aug \\
+        --loss soft_ce:0.9,hard_ce:0.1 --temperature 2
     # tiny transformer from every k-th teacher layer, with TinyBERT hidden/attention losses (online)
     distill train --kind tiny --teacher runs/teacher --config '{"num_layers": 3}' ... \\
         --soft-labels logits.npy --loss kl:1,hidden_mse:1,attention:1
@@ -146,7 +147,9 @@ def _build_model(kind: str, config: Optional[Dict[str, Any]], encoder, num_label
         tiny_config = TinyConfig.from_dict(config, where="student 'tiny' config")
     if tiny_config.init == "teacher" and teacher is None:
         raise UserError("student 'tiny' with init='teacher' needs --teacher (or config init='random')")
-    model = TinyStudent(tiny_config, encoder.vocab_size, num_labels, encoder.pad_id)
+    # the teacher's embedding table may have more rows than its tokenizer has tokens
+    vocab_size = teacher.config.vocab_size if tiny_config.init == "teacher" else encoder.vocab_size
+    model = TinyStudent(tiny_config, vocab_size, num_labels, encoder.pad_id)
     if tiny_config.init == "teacher":
         layer_map = init_from_teacher(model, teacher.model)
     return model, layer_map
@@ -258,20 +261,26 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
 
 # ------------------------------------------------------------------------------ CLI
 
-def load_soft_labels(path) -> np.ndarray:
-    """(N, C) float32 logits from a ``.npy`` file, or a directory holding ``logits.npy``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "logits.npy"
-    if not path.exists():
-        raise UserError(f"{path}: soft labels not found (expected a .npy file of teacher logits)")
-    try:
-        logits = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
-    if logits.ndim != 2:
-        raise UserError(f"{path}: soft labels must be a (rows, labels) array, got shape {logits.shape}")
-    return logits.astype(np.float32)
+def load_soft_labels(paths: Sequence) -> np.ndarray:
+    """(N, C) float32 logits: the ``.npy`` files (or ``distill label`` output dirs, which hold
+    ``soft_labels.npy``) stacked in order, e.g. the training file's labels then the augmented file's."""
+    parts = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            path = path / "soft_labels.npy"
+        if not path.exists():
+            raise UserError(f"{path}: soft labels not found (a .npy file of teacher logits or a "
+                            "'distill label' output directory)")
+        try:
+            logits = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise UserError(f"{path}: not a NumPy .npy array ({err})") from None
+        if logits.ndim != 2 or (parts and logits.shape[1] != parts[0].shape[1]):
+            raise UserError(f"{path}: soft labels must be a (rows, labels) array"
+                            + (f" with {parts[0].shape[1]} labels" if parts else "")
+                            + f", got shape {logits.shape}")
+        parts.append(logits.astype(np.float32))
+    return np.concatenate(parts)
 
 
 def _json_arg(text: Optional[str], flag: str) -> Dict[str, Any]:
@@ -295,8 +304,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", help="test file: reported")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--augmented", help="augmented rows (distill augment output)")
-    parser.add_argument("--soft-labels", help="teacher logits .npy (or dir with logits.npy): "
-                                              "training rows, then augmented rows")
+    parser.add_argument("--soft-labels", nargs="+", metavar="NPY_OR_DIR",
+                        help="teacher logits (.npy files or 'distill label' dirs), stacked in "
+                             "order: the training rows, then the augmented rows")
     parser.add_argument("--teacher", help="teacher dir: tokenizer/initial layers for tiny; "
                                           "runs online for hidden_mse/attention losses")
     parser.add_argument("--loss", help="NAME:WEIGHT,... (default soft_ce:1 with soft labels, "

@@ -7,6 +7,10 @@ No Paddle here (the edge predictor uses it). It implements the encoder contract 
     batch = vocab.encode(["a good film"], max_len=128)   # input_ids/token_type_ids/attention_mask
     vocab.save("runs/x/student");  WordVocab.load("runs/x/student")
 
+Words: Chinese via jieba, English via ``distill.words.split_english`` (the augmenter's splitter:
+clitics such as ``n't`` and numbers such as ``8/10`` are words of their own), lowercased.
+The language comes from ``distill.words.detect_language`` (share of CJK letters).
+
 Ids: ``[PAD]``=0, ``[UNK]``=1, ``[SEP]``=2, ``[MASK]``=3, then words by falling frequency (ties in
 order of first appearance). Special tokens written literally in a text (``[MASK]`` or ``<mask>``
 from the augmenter) stay one token.
@@ -16,6 +20,7 @@ Pairs (``text_a`` + ``text_b``) become one sequence ``a [SEP] b``; ``token_type_
 too long are cut longest-first. An empty text encodes as one ``[UNK]`` so no row is all padding.
 """
 import collections
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -24,7 +29,9 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from distill.errors import UserError
-from distill.io import write_json, write_text, read_json
+from distill.io import read_json, write_json, write_text
+from distill.words import detect_language as _detect_language
+from distill.words import split_english
 
 PAD, UNK, SEP, MASK = "[PAD]", "[UNK]", "[SEP]", "[MASK]"
 SPECIALS = (PAD, UNK, SEP, MASK)
@@ -33,20 +40,11 @@ ALIASES = {"<mask>": MASK, "<unk>": UNK, "</s>": SEP}
 LANGUAGES = ("zh", "en")
 
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS + tuple(ALIASES)) + ")")
-_EN_WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]", re.UNICODE)
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def detect_language(texts: Iterable[str], sample: int = 2000) -> str:
-    """``"zh"`` when at least 30% of the non-space characters (first ``sample`` texts) are CJK."""
-    cjk = total = 0
-    for i, text in enumerate(texts):
-        if i >= sample:
-            break
-        chars = "".join(text.split())
-        total += len(chars)
-        cjk += len(_CJK_RE.findall(chars))
-    return "zh" if total and cjk / total >= 0.3 else "en"
+    """``"zh"`` or ``"en"`` from the first ``sample`` texts (``distill.words.detect_language``)."""
+    return _detect_language(itertools.islice(texts, sample))
 
 
 def _jieba():
@@ -74,7 +72,7 @@ def tokenize(text: str, language: str, lowercase: bool = True) -> List[str]:
         if language == "zh":
             tokens.extend(w for w in (t.strip() for t in _jieba().lcut(piece)) if w)
         else:
-            tokens.extend(_EN_WORD_RE.findall(piece))
+            tokens.extend(split_english(piece))
     return tokens
 
 

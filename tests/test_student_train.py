@@ -32,10 +32,10 @@ def step_losses(out_dir):
 
 def test_plain_training_saves_a_student_that_reproduces_its_metrics(tmp_path):
     task = smoke_task()
-    result = train_student("cnn", {"emb_dim": 16, "num_filters": 8}, task, tmp_path / "cnn",
-                           quick("cnn"))
+    result = train_student("bow", {"emb_dim": 16}, task, tmp_path / "bow",
+                           quick("bow", epochs=8, lr=5e-3))
     assert result["mode"] == "plain" and result["loss"] == "1*hard_ce"
-    epochs = step_losses(tmp_path / "cnn")
+    epochs = step_losses(tmp_path / "bow")
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     assert result["test"]["accuracy"] > 0.6  # the smoke task is learnable (chance = 0.5)
     model, encoder, meta = load_student(result["student_dir"])
@@ -144,3 +144,52 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
                 "--soft-labels", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "(rows, labels)" in capsys.readouterr().err
+
+
+def tiny_setup(layers=4):
+    from teachers.checkpoint import random_teacher
+    from teachers.config import ErnieConfig
+    from teachers.tokenizer import WordPieceTokenizer
+
+    task = smoke_task()
+    words = sorted({w.lower().strip(".!") for ex in task.train for w in ex.text_a.split()})
+    tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "!"] + words)
+    config = ErnieConfig(vocab_size=tok.vocab_size + 3, hidden_size=16, num_layers=layers,
+                         num_heads=2, intermediate_size=32, max_position_embeddings=64)
+    teacher = random_teacher(config, tok, num_labels=2, seed=0, labels=task.labels)
+    logits = np.random.default_rng(0).normal(size=(len(task.train), 2)).astype(np.float32)
+    return task, teacher, logits
+
+
+def test_tiny_online_distillation_trains_projection_and_leaves_teacher_untouched(tmp_path):
+    task, teacher, logits = tiny_setup()
+    before = {k: v.numpy().copy() for k, v in teacher.model.state_dict().items()}
+    config = quick("tiny", epochs=2, lr=1e-3, log_every=1)
+    result = train_student("tiny", {"num_layers": 2}, task, tmp_path / "tiny", config,
+                           teacher_logits=logits, teacher=teacher,
+                           loss="kl:1,hidden_mse:1,attention:1")
+    assert result["teacher_layers"] == [1, 3]
+    assert result["loss"] == "1*kl(T=1) + 1*hidden_mse(0->0,1->2,2->4) + 1*attention_kl(0->1,1->3)"
+    steps = [json.loads(line) for line in
+             (tmp_path / "tiny" / "train" / "metrics.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if s["type"] == "step"]
+    assert {"kl", "hidden_mse", "attention"} <= set(steps[0])
+    assert steps[-1]["hidden_mse"] < steps[0]["hidden_mse"]
+    assert (tmp_path / "tiny" / "train" / "last" / "loss_state.pdparams").exists()  # projection
+    assert not teacher.model.training
+    for key, value in teacher.model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), before[key])
+    model, encoder, meta = load_student(result["student_dir"])
+    assert meta["vocab_size"] == teacher.config.vocab_size and type(encoder) is type(teacher.tokenizer)
+
+
+def test_tiny_plain_from_random_init_without_teacher_weights(tmp_path):
+    task, teacher, _ = tiny_setup(layers=2)
+    config = {"num_layers": 1, "hidden_size": 8, "num_heads": 2, "intermediate_size": 16,
+              "init": "random"}
+    result = train_student("tiny", config, task, tmp_path / "t", quick("tiny", epochs=1, lr=1e-3),
+                           encoder=teacher.tokenizer)
+    assert result["mode"] == "plain" and "teacher_layers" not in result
+    with pytest.raises(UserError, match="needs --teacher"):
+        train_student("tiny", {"num_layers": 1}, task, tmp_path / "u", quick("tiny"),
+                      encoder=teacher.tokenizer)
