@@ -12,7 +12,7 @@ METRICS = ("accuracy", "macro_f1")
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> Dict[str, float]:
     """Accuracy and macro-F1 (unweighted mean over the classes present in either array)."""
-    from sklearn.metrics import accuracy_score, f1_score  # lazy: keeps `import distill.metrics` light
+    from sklearn.metrics import accuracy_score, f1_score  # lazy: a light module import
 
     y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
     y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)

@@ -390,6 +390,7 @@ class Trainer:
             tick = time.perf_counter()
             for batch in batches:
                 paddle.seed(cfg.seed * 1_000_003 + state.step)  # dropout stream per step
+                lr = float(optimizer.get_lr())  # the rate this step uses
                 loss, parts, rows = self._step(batch, optimizer, scheduler, scaler, amp)
                 state.step += 1
                 state.batch_in_epoch += 1
@@ -406,7 +407,7 @@ class Trainer:
                     self._log({"type": "step", "epoch": epoch + 1, "step": state.step,
                                "loss": state.window_loss / state.window_rows,
                                **{k: v / state.window_rows for k, v in state.window_parts.items()},
-                               "lr": float(optimizer.get_lr())})
+                               "lr": lr})
                     state.window_loss, state.window_rows, state.window_parts = 0.0, 0, {}
                 hit_max = cfg.max_steps is not None and state.step >= cfg.max_steps
                 state.train_time_s += time.perf_counter() - tick

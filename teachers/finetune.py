@@ -152,7 +152,8 @@ def add_arguments(parser) -> None:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--micro-batch-size", type=int, default=None,
                        help="accumulate gradients over batch-size/micro-batch-size slices")
-    train.add_argument("--max-len", type=int, default=128, help="tokens per text, specials included")
+    train.add_argument("--max-len", type=int, default=128,
+                       help="tokens per text, specials included")
     train.add_argument("--warmup-ratio", type=float, default=0.1)
     train.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
     train.add_argument("--train-layers", type=int, default=None, metavar="N",

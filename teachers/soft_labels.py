@@ -27,7 +27,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -154,7 +154,8 @@ def merge_shards(out_dir, n: Optional[int] = None) -> np.ndarray:
     (``n`` found from the shard folders when not given). UserError names missing rows."""
     out_dir = Path(out_dir)
     if not (out_dir / KEY_FILE).exists():
-        raise UserError(f"{out_dir / KEY_FILE}: missing; run 'distill label' into this folder first")
+        raise UserError(f"{out_dir / KEY_FILE}: missing; run 'distill label' into this folder "
+                        "first")
     meta = read_json(out_dir / KEY_FILE)
     store = LabelStore(out_dir, meta["key"])
     cached = store.cached(meta["num_examples"])

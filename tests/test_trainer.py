@@ -276,7 +276,8 @@ class ScaledCrossEntropy(paddle.nn.Layer):
 
     def __init__(self):
         super().__init__()
-        self.scale = self.create_parameter([1], default_initializer=paddle.nn.initializer.Constant(1.0))
+        self.scale = self.create_parameter(
+            [1], default_initializer=paddle.nn.initializer.Constant(1.0))
 
     def forward(self, outputs, batch):
         loss = F.cross_entropy(outputs["logits"] * self.scale, batch["labels"])
