@@ -23,6 +23,7 @@ there is one definition of each setting. Command line overrides use the same pat
 import copy
 import dataclasses
 import importlib
+import inspect
 import re
 import typing
 from dataclasses import dataclass, field
@@ -34,7 +35,6 @@ import yaml
 from distill.errors import RecipeError, UserError
 
 STUDENT_KINDS = ("bow", "cnn", "lstm", "gru", "tiny")
-EXPORT_FORMATS = ("paddle", "paddle-int8", "onnx", "onnx-int8")
 
 
 def _path(default=None):
@@ -42,9 +42,16 @@ def _path(default=None):
     return field(default=default, metadata={"path": True})
 
 
-def _typed(schema: str):
-    """A mapping validated against another module's dataclass (``module:Class``) when present."""
-    return field(default_factory=dict, metadata={"schema": schema})
+def _typed(schema: str, **fill):
+    """A mapping validated against another module's dataclass (``module:Class``) when that module
+    is importable; ``fill`` supplies values the recipe never gives (only for the check)."""
+    return field(default_factory=dict, metadata={"schema": schema, "fill": fill})
+
+
+def _rest(schema: str):
+    """Every key of the section that is not one of its own fields goes here and is validated
+    against ``module:Class`` (so the section reads flat: ``finetune: {enabled: true, epochs: 2}``)."""
+    return field(default_factory=dict, metadata={"schema": schema, "rest": True})
 
 
 # ----------------------------------------------------------------------------------- schema
@@ -61,7 +68,7 @@ class DataSpec:
     on_error: typing.Literal["raise", "skip"] = "raise"
     max_train: Optional[int] = None          # keep a seeded sample of this many training rows
 
-    def check(self, where: "_Context", path: str) -> None:
+    def recipe_check(self, where: "_Context", path: str) -> None:
         files = [self.train, self.dev, self.test]
         if self.builtin is None and not all(files):
             where.fail(path, "give either 'builtin' or all three of 'train', 'dev', 'test'")
@@ -71,11 +78,12 @@ class DataSpec:
 
 @dataclass
 class FinetuneSpec:
-    """Fine-tuning the teacher on the task (skipped when ``enabled: false``)."""
+    """Fine-tuning the teacher on the task; other keys are ``TrainConfig`` fields (epochs, lr...)."""
 
     enabled: bool = True
     max_train: Optional[int] = None          # fine-tune on a seeded sample of this many rows
-    train: Dict[str, Any] = _typed("distill.trainer:TrainConfig")
+    train_layers: Optional[int] = None       # train only the top N encoder layers (+ head)
+    train: Dict[str, Any] = _rest("distill.trainer:TrainConfig")
 
 
 @dataclass
@@ -83,12 +91,14 @@ class LabelSpec:
     """Soft labels (teacher logits) for the training and augmented rows."""
 
     batch_size: int = 64
+    engine: typing.Literal["onnx", "paddle"] = "onnx"   # onnx: ONNX Runtime FP32 (~4x on CPU)
+    chunk_batches: int = 16                  # batches per resumable chunk on disk
 
 
 @dataclass
 class TeacherSpec:
     source: str = "minilm-l6"                # built-in name | checkpoint dir/file | random
-    random: Dict[str, Any] = field(default_factory=dict)   # ErnieConfig fields for `random`
+    random: Dict[str, Any] = _typed("teachers.config:ErnieConfig", vocab_size=2)  # for `random`
     max_len: int = 128
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     labels: LabelSpec = field(default_factory=LabelSpec)
@@ -96,13 +106,12 @@ class TeacherSpec:
 
 @dataclass
 class AugmentSpec:
-    """Data augmentation of the training set; the teacher labels the result."""
+    """Data augmentation of the training set; other keys are ``AugmentConfig`` fields (n_iter,
+    p_mask, p_pos, p_ng, ngram_range, seed, lang, tagger, workers, ...)."""
 
     enabled: bool = True
-    n_iter: int = 20
-    seed: int = 0
     max_source: Optional[int] = None         # augment only a seeded sample of this many rows
-    rules: Dict[str, Any] = _typed("distill.augment:AugmentConfig")
+    rules: Dict[str, Any] = _rest("distill.augment:AugmentConfig")
 
 
 @dataclass
@@ -110,23 +119,48 @@ class StudentSpec:
     name: str
     kind: typing.Literal["bow", "cnn", "lstm", "gru", "tiny"]
     config: Dict[str, Any] = field(default_factory=dict)   # the kind's config dataclass
-    vocab: Dict[str, Any] = field(default_factory=dict)    # word vocabulary settings
+    vocab: Dict[str, Any] = _typed("students.train:VocabConfig")
+    loss: Dict[str, Any] = _typed("students.train:LossConfig")   # {terms, temperature}
     baseline: bool = True                    # also train the plain student on gold labels
-    loss: Dict[str, Any] = field(default_factory=dict)     # distillation loss settings
-    train: Dict[str, Any] = _typed("distill.trainer:TrainConfig")
+    train: Dict[str, Any] = _typed("distill.trainer:TrainConfig")  # over the kind's defaults
     baseline_train: Optional[Dict[str, Any]] = None        # overrides of `train` for the baseline
+    max_len: Optional[int] = None            # tokens (words) per text; None: the teacher's max_len
+
+    def recipe_check(self, where: "_Context", path: str) -> None:
+        kinds = {"tiny": "students.tiny:TinyConfig", "bow": "students.bow:BOWConfig",
+                 "cnn": "students.cnn:CNNConfig", "lstm": "students.rnn:RNNConfig",
+                 "gru": "students.rnn:RNNConfig"}
+        _bind_schema(kinds[self.kind], self.config, f"{path}.config", where)
+        if self.loss.get("terms") is not None:
+            self._check_loss_terms(where, f"{path}.loss.terms")
+        if self.baseline_train is not None:
+            _bind_schema("distill.trainer:TrainConfig", {**self.train, **self.baseline_train},
+                         f"{path}.baseline_train", where)
+
+
+    def _check_loss_terms(self, where: "_Context", path: str) -> None:
+        try:
+            from distill.losses import LOSSES
+            from students.train import LossConfig
+        except ModuleNotFoundError:
+            return
+        try:
+            specs = LossConfig(**self.loss).specs("distilled")
+            for spec in specs:
+                LOSSES.get(spec.get("name"))
+        except (UserError, TypeError, AttributeError) as err:
+            where.fail(path, str(err))
 
 
 @dataclass
 class ExportSpec:
+    """Export, measurement and packaging; other keys are ``ExportConfig`` fields (formats,
+    calib_size, max_accuracy_drop as a fraction, threads, algo, ...)."""
+
     enabled: bool = True
-    formats: List[typing.Literal["paddle", "paddle-int8", "onnx", "onnx-int8"]] = field(
-        default_factory=lambda: ["onnx", "onnx-int8"])
-    calib_size: int = 200
-    max_accuracy_drop: float = 0.005         # a fraction: 0.005 = half a point of accuracy
-    threads: int = 2
-    package: bool = True
-    teacher: bool = True                     # also export/measure the teacher (speed-ups)
+    package: bool = True                     # package the best accepted ONNX student
+    teacher: bool = True                     # also export/measure the teacher (for speed-ups)
+    settings: Dict[str, Any] = _rest("distill.export:ExportConfig")
 
 
 @dataclass
@@ -140,7 +174,7 @@ class Recipe:
     device: str = "auto"
     name: Optional[str] = None
 
-    def check(self, where: "_Context", path: str) -> None:
+    def recipe_check(self, where: "_Context", path: str) -> None:
         if not self.students:
             where.fail("students", "list at least one student")
         names = [s.name for s in self.students]
@@ -217,7 +251,7 @@ def _convert(tp, value, path: str, ctx: _Context, meta=None):
                            + ", ".join(str(a) for a in args))
         return value
     if meta.get("schema") and isinstance(value, dict):
-        return _bind_schema(meta["schema"], value, path, ctx)
+        return _bind_schema(meta["schema"], value, path, ctx, fill=meta.get("fill"))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path, ctx)
     if origin in (list, List) or tp is list:
@@ -272,12 +306,19 @@ def _build(cls, value, path: str, ctx: _Context):
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     join = (lambda k: f"{path}.{k}") if path else (lambda k: str(k))
+    rest = next((f for f in known.values() if f.metadata.get("rest")), None)
+    kwargs = {}
+    if rest is not None:  # the section's other keys belong to another module's dataclass
+        own = {k for k in known if k != rest.name}
+        extra = {k: v for k, v in value.items() if k not in own}
+        kwargs[rest.name] = _bind_schema(rest.metadata["schema"], extra, path, ctx,
+                                         own=[k for k in known if k != rest.name])
+        value = {k: v for k, v in value.items() if k in own}
     for key in value:
         if key not in known:
             ctx.fail(join(key), f"unknown key; valid keys here: {', '.join(known)}")
-    kwargs = {}
     for name, f in known.items():
-        if name in value:
+        if name in value and name not in kwargs:
             kwargs[name] = _convert(hints[name], value[name], join(name), ctx, dict(f.metadata))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             ctx.fail(join(name), "missing required key")
@@ -287,24 +328,41 @@ def _build(cls, value, path: str, ctx: _Context):
         raise
     except (TypeError, ValueError, UserError) as err:  # the dataclass's own checks
         ctx.fail(path, str(err))
-    if hasattr(obj, "check"):
-        obj.check(ctx, path)
+    validate = getattr(obj, "validate", None)  # other modules' dataclasses check themselves
+    if callable(validate):
+        try:
+            validate(path) if inspect.signature(validate).parameters else validate()
+        except RecipeError:
+            raise
+        except (UserError, ValueError) as err:
+            ctx.fail(path, str(err))
+    if hasattr(obj, "recipe_check"):  # cross-field checks of the recipe's own sections
+        obj.recipe_check(ctx, path)
     return obj
 
 
-def _bind_schema(schema: str, value: dict, path: str, ctx: _Context):
-    """Validate a mapping against ``module:Class`` if that module exists yet; else keep the dict."""
+def _bind_schema(schema: str, value: dict, path: str, ctx: _Context, fill=None, own=()):
+    """Validate a mapping against ``module:Class`` if that module exists yet; keep the mapping.
+
+    ``fill``: values the check needs but a recipe never gives; ``own``: the enclosing section's
+    own keys, listed with the class's in an unknown-key error.
+    """
     module_name, class_name = schema.split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        return dict(value)
+        if err.name and module_name.startswith(err.name):
+            return dict(value)  # that part of the toolkit is not installed: its stage will say so
+        raise
     cls = getattr(module, class_name, None)
     if cls is None or not dataclasses.is_dataclass(cls):
         return dict(value)
-    _build(cls, value, path, ctx)  # raises on an unknown key or a bad value
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in (fill or {})]
+    join = (lambda k: f"{path}.{k}") if path else (lambda k: str(k))
+    for key in value:
+        if key not in names:
+            ctx.fail(join(key), f"unknown key; valid keys here: {', '.join(list(own) + names)}")
+    _build(cls, {**(fill or {}), **value}, path, ctx)  # raises on a bad value
     return dict(value)
 
 

@@ -198,15 +198,21 @@ def _scatter_plot(report: dict, x_key: str, xlabel: str, title: str, path: Path,
     groups = list(dict.fromkeys(p[3] for p in pts))
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
     for label, x, acc, group, fmt, accepted in pts:
+        shown = f"{label}{'' if accepted else ' (rejected)'}"
         if fmt == "plain":
             ax.scatter([x * scale], [100 * acc], s=70, marker="x", color=colors[group],
-                       linewidths=1.5, zorder=3)
+                       linewidths=1.5, zorder=3, label=shown)
         else:
             ax.scatter([x * scale], [100 * acc], s=70, marker=_MARKERS.get(fmt, "o"),
                        edgecolors=colors[group], facecolors=colors[group] if accepted else "none",
-                       linewidths=1.5, zorder=3)
-        ax.annotate(label, (x * scale, 100 * acc), textcoords="offset points", xytext=(6, 4), fontsize=8)
+                       linewidths=1.5, zorder=3, alpha=0.85, label=shown)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=8, loc="best", framealpha=0.85)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
@@ -216,7 +222,8 @@ def _scatter_plot(report: dict, x_key: str, xlabel: str, title: str, path: Path,
     ys = [100 * p[2] for p in pts]
     pad = max(1.0, (max(ys) - min(ys)) * 0.15)
     ax.set_ylim(min(ys) - pad, max(ys) + pad)
-    ax.text(0.01, 0.01, "filled: accepted export · hollow: rejected · x: plain student (FP32 latency)",
+    what = "latency" if x_key.startswith("latency") else "size"
+    ax.text(0.01, 0.01, f"hollow: rejected by the accuracy guard · plain students at their FP32 {what}",
             transform=ax.transAxes, fontsize=7, alpha=0.7)
     _save(plt, fig, path)
     return True

@@ -15,11 +15,14 @@ depends on) is unchanged; a killed run resumes. The run ends with ``report.json`
     report = distill.run("recipes/smoke.yaml", out="runs/smoke")
 """
 import dataclasses
+import json
 import random
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+
+import numpy as np
 
 from distill.errors import RecipeError, UserError
 from distill.io import fingerprint, read_json, sha256_file, write_json, write_text
@@ -247,32 +250,344 @@ class RunPlan:
         return data.Task(info["name"], *splits, labels=list(info["labels"]))
 
     def teacher(self, ctx: StageContext) -> dict:
-        raise StageFailed("stage 'teacher' needs teachers.checkpoint/teachers.finetune (not integrated yet)")
+        """Load (or build) the teacher, fine-tune it on the task, evaluate it, save it."""
+        ckpt = needs("teacher", "teachers.checkpoint", "teacher loading")
+        finetune = needs("teacher", "teachers.finetune", "teacher fine-tuning")
+        trainer = needs("teacher", "distill.trainer", "the trainer")
+        data = needs("teacher", "distill.data")
+        task = self.task(ctx)
+        t, seed = self.recipe.teacher, self.seeds[0]
+        if t.source == "random":
+            teacher = self._random_teacher(ctx.dir, task, seed)
+        else:
+            source = str(self.teacher_path() or t.source)
+            teacher = ckpt.load_teacher(source, num_labels=len(task.labels), seed=seed)
+        ft = t.finetune
+        if ft.enabled:
+            train_rows = finetune.limit_examples(task.train, ft.max_train, seed)
+            ft_task = data.Task(task.name, list(train_rows), task.dev, task.test, list(task.labels))
+            config = trainer.TrainConfig(**{"seed": seed, "device": self.recipe.device, **ft.train})
+            result = finetune.finetune(teacher, ft_task, config, ctx.dir, max_len=t.max_len,
+                                       train_layers=ft.train_layers)
+            dev, test = result["dev"], result["test"]
+            extra = {"train_examples": result["train_examples"], "train_time_s": result["train_time_s"],
+                     "best_epoch": result["best_epoch"]}
+        else:  # used as it is: its head must already be trained for these labels
+            if list(teacher.labels) != list(task.labels):
+                self.loaded.fail("teacher.finetune.enabled",
+                                 f"the teacher's labels {list(teacher.labels)} are not the task's "
+                                 f"{list(task.labels)}; fine-tune it (enabled: true)")
+            teacher.max_len = t.max_len
+            dev, test = (_evaluate_model(teacher.model, teacher.tokenizer, rows, task.labels, t.max_len)
+                         for rows in (task.dev, task.test))
+            ckpt.save_teacher(teacher, ctx.dir / "teacher")
+            extra = {}
+        return {"name": teacher.name, "params": _count_params(teacher.model), "labels": list(task.labels),
+                "max_len": t.max_len, "dev": dev, "test": test, "dir": "teacher", **extra}
+
+    def _random_teacher(self, folder: Path, task, seed: int):
+        """A randomly initialised ERNIE with a WordPiece vocabulary of the training texts (smoke)."""
+        ckpt = needs("teacher", "teachers.checkpoint")
+        tok = needs("teacher", "teachers.tokenizer", "tokenizers")
+        config_mod = needs("teacher", "teachers.config")
+        vocab = folder / "random_vocab.txt"
+        tok.write_wordpiece_vocab([t for ex in task.train for t in (ex.text_a, ex.text_b) if t], vocab)
+        tokenizer = tok.WordPieceTokenizer(vocab)
+        settings = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
+                    **self.recipe.teacher.random}
+        config = config_mod.ErnieConfig(vocab_size=tokenizer.vocab_size, **settings)
+        return ckpt.random_teacher(config, tokenizer, len(task.labels), seed=seed, name="random",
+                                   labels=list(task.labels), max_len=self.recipe.teacher.max_len)
+
+    def load_teacher(self, ctx: StageContext):
+        ckpt = needs(ctx.stage.key, "teachers.checkpoint", "teacher loading")
+        return ckpt.load_teacher(str(ctx.dep_dir("teacher") / "teacher"))
 
     def augment(self, ctx: StageContext) -> dict:
-        raise StageFailed("stage 'augment' needs distill.augment (not integrated yet)")
+        """Expand the training set (Tang et al. rules); the rows keep their source_id, no label."""
+        aug = needs("augment", "distill.augment", "data augmentation")
+        data = needs("augment", "distill.data")
+        spec = self.recipe.augment
+        task = self.task(ctx)
+        out = ctx.dir / "augmented.jsonl"
+        if not spec.enabled:
+            data.write_examples(out, [])
+            return {"rows": 0, "enabled": False}
+        from distill.encoders import load_encoder
+
+        encoder = load_encoder(ctx.dep_dir("teacher") / "teacher")
+        rules = dict(spec.rules)
+        rules.setdefault("mask_token", aug.mask_token_for(encoder))
+        rules.setdefault("seed", 0)
+        config = aug.AugmentConfig(**rules)
+        sources = list(range(len(task.train)))
+        if spec.max_source is not None and spec.max_source < len(sources):
+            sources = sorted(random.Random(config.seed).sample(sources, spec.max_source))
+        stats = aug.AugmentStats()
+        rows = list(aug.augment_examples([task.train[i] for i in sources], config, stats, progress=True))
+        rows = [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]  # train index
+        data.write_examples(out, rows)
+        return {"rows": len(rows), "enabled": True, "summary": stats.summary(),
+                "mask_token": config.mask_token, "lang": stats.lang, "tagger": stats.tagger}
+
+    def augmented(self, ctx: StageContext):
+        data = needs(ctx.stage.key, "distill.data")
+        path = ctx.dep_dir("augment") / "augmented.jsonl"
+        return data.read_examples(path, require_label=False) if ctx.result("augment")["rows"] else []
 
     def soft_labels(self, ctx: StageContext) -> dict:
-        raise StageFailed("stage 'soft_labels' needs teachers.soft_labels (not integrated yet)")
+        """Teacher logits for the training rows then the augmented rows, in chunks (resumable)."""
+        sl = needs("soft_labels", "teachers.soft_labels", "soft labels")
+        spec = self.recipe.teacher.labels
+        teacher = self.load_teacher(ctx)
+        task = self.task(ctx)
+        examples = list(task.train) + list(self.augmented(ctx))
+        predict, engine = self._label_engine(ctx, teacher, examples, spec.engine)
+        key = sl.cache_key(sl.weights_sha256(teacher.model), examples, teacher.max_len)
+        store = sl.LabelStore(ctx.dir, key)
+        logits = store.cached(len(examples))
+        if logits is None:
+            write_json(ctx.dir / sl.KEY_FILE, {"key": key, "num_examples": len(examples),
+                                               "max_len": teacher.max_len, "teacher": teacher.name,
+                                               "labels": list(teacher.labels)})
+            shard = (0, 1)
+            rows = sl.shard_rows(len(examples), shard)
+            done, _ = store.done(shard)
+            todo = rows[~np.isin(rows, done)]
+            encoded = sl.encode_examples(teacher.tokenizer, [examples[r] for r in todo],
+                                         max_len=teacher.max_len)
+            sl.label_encoded(predict, encoded, store, todo, batch_size=spec.batch_size,
+                             chunk_batches=spec.chunk_batches, shard=shard)
+            logits = sl.merge_shards(ctx.dir, 1)
+        agree = float((logits[: len(task.train)].argmax(1) ==
+                       _label_array(task.train, task.labels)).mean())
+        return {"rows": len(examples), "train_rows": len(task.train), "engine": engine,
+                "file": sl.MERGED, "train_agreement": agree}
+
+    def _label_engine(self, ctx: StageContext, teacher, examples, engine: str):
+        """``predict(inputs) -> logits``: ONNX Runtime (checked against dygraph) or Paddle dygraph."""
+        sl = needs("soft_labels", "teachers.soft_labels")
+        dygraph = sl.dygraph_predict(teacher.model, self.recipe.device)
+        if engine == "paddle" or not self.recipe.device.startswith(("cpu", "auto")):
+            return dygraph, "paddle"
+        from distill.runtime import select_device
+
+        if select_device(self.recipe.device).startswith("gpu"):
+            return dygraph, "paddle"
+        exp_paddle = needs("soft_labels", "distill.export_paddle", "Paddle inference export")
+        exp_onnx = needs("soft_labels", "distill.export_onnx", "ONNX export")
+        onnx_path = ctx.dir / "teacher_onnx" / "model.onnx"
+        if not onnx_path.exists():
+            exp_paddle.save_inference_model(teacher.model, ctx.dir / "teacher_paddle")
+            exp_onnx.to_onnx(ctx.dir / "teacher_paddle", onnx_path)
+        from distill.runtime import num_threads
+
+        runner = exp_onnx.OnnxRunner(onnx_path, threads=num_threads())
+        sample = sl.encode_examples(teacher.tokenizer, examples[:32], max_len=teacher.max_len)
+        batch = sl.make_batch(sample, np.arange(len(sample)))
+        diff = float(np.abs(runner(batch["inputs"]) - dygraph(batch["inputs"])).max())
+        if diff > 1e-3:  # never label with an engine that disagrees with the model
+            ctx_log = f"ONNX teacher differs from Paddle by {diff:.2e}; labelling with Paddle"
+            print(f"soft_labels: {ctx_log}", file=sys.stderr)
+            return dygraph, "paddle"
+        return runner, "onnx"
 
     def _student_fn(self, spec: StudentSpec, seed: int, distilled: bool):
         def fn(ctx: StageContext) -> dict:
-            raise StageFailed(f"stage '{ctx.stage.key}' needs students.train (not integrated yet)")
+            return self.train_student(ctx, spec, seed, distilled)
         return fn
 
+    def train_student(self, ctx: StageContext, spec: StudentSpec, seed: int, distilled: bool) -> dict:
+        """Train one student: plain on gold labels, or distilled on soft labels + augmented rows."""
+        st = needs(ctx.stage.key, "students.train", "student training")
+        task = self.task(ctx)
+        teacher = None
+        loss = dict(spec.loss) if distilled else None
+        online = distilled and _online_terms(loss)
+        if spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher":
+            teacher = self.load_teacher(ctx)
+        settings = dict(spec.train)
+        if not distilled and spec.baseline_train:
+            settings.update(spec.baseline_train)
+        config = st.default_train_config(spec.kind, **dict(settings, seed=seed, device=self.recipe.device))
+        logits = augmented = None
+        if distilled:
+            augmented = self.augmented(ctx)
+            logits = np.load(ctx.dep_dir("soft_labels") / ctx.result("soft_labels")["file"])
+        max_len = spec.max_len or self.recipe.teacher.max_len
+        result = st.train_student(spec.kind, spec.config, task, ctx.dir, config, teacher_logits=logits,
+                                  augmented=augmented, loss=loss, teacher=teacher, vocab=spec.vocab,
+                                  max_len=max_len)
+        keep = ("kind", "mode", "loss", "seed", "train_rows", "augmented_rows", "parameters",
+                "vocab_size", "dev", "test")
+        return {**{k: result.get(k) for k in keep}, "best_epoch": result["fit"]["best_epoch"],
+                "train_time_s": result["fit"]["train_time_s"], "dir": "student"}
+
+    def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
+        ex = needs(ctx.stage.key, "distill.export", "export")
+        task = self.task(ctx)
+        settings = dict(self.recipe.export.settings)
+        if formats is not None:
+            settings["formats"] = formats
+        if "formats" in settings:
+            settings["formats"] = tuple(settings["formats"])
+        if "measure" in settings:
+            from distill.measure import MeasureSettings
+
+            settings["measure"] = MeasureSettings(**settings["measure"])
+        config = ex.ExportConfig(**settings)
+        result = ex.export_model(str(model_dir), out_dir=ctx.dir, calib_examples=task.train,
+                                 eval_examples=task.test, config=config)
+        return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
+
     def export_teacher(self, ctx: StageContext) -> dict:
-        raise StageFailed("stage 'export/teacher' needs distill.export (not integrated yet)")
+        return self._export(ctx, ctx.dep_dir("teacher") / "teacher", formats=["onnx"])
 
     def _export_fn(self, spec: StudentSpec):
         def fn(ctx: StageContext) -> dict:
-            raise StageFailed(f"stage '{ctx.stage.key}' needs distill.export (not integrated yet)")
+            return self._export(ctx, ctx.dep_dir(f"distill/{spec.name}/seed{self.seeds[0]}") / "student")
         return fn
 
     def package(self, ctx: StageContext) -> dict:
-        raise StageFailed("stage 'package' needs distill.package (not integrated yet)")
+        """Package the best student's best accepted ONNX artifact as NAME.tar.gz."""
+        pk = needs("package", "distill.package", "packaging")
+        best = None
+        for s in self.recipe.students:
+            reports = ctx.result(f"export/{s.name}")["artifacts"]
+            choice = pk.choose_best(reports)
+            if choice is None:
+                continue
+            score = ((choice.test or {}).get("accuracy", 0.0), -choice.latency_ms_b1["p50"])
+            if best is None or score > best[0]:
+                best = (score, s, reports, choice)
+        if best is None:
+            raise UserError("package: no student has an accepted ONNX export; see the export "
+                            "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
+                                                              for s in self.recipe.students))
+        _, s, reports, choice = best
+        export_dir = ctx.dep_dir(f"export/{s.name}")
+        ref = ctx.result(f"export/{s.name}")["reference"]
+        teacher = ctx.result("teacher")
+        task = ctx.result("fetch")
+        name = f"{self.loaded.name}-{s.name}"
+        meta = pk.PackageMeta(teacher=teacher["name"], student=s.kind, max_len=ref["max_len"],
+                              text_pairs=bool(ref.get("text_pairs")),
+                              extra={"recipe": self.loaded.name, "student_name": s.name,
+                                     "task": task["name"]})
+        path = pk.build_package(reports, export_dir / "encoder", task["labels"],
+                                ctx.dir / f"{name}.tar.gz", meta)
+        return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format}
 
     def report(self, ctx: StageContext) -> dict:
-        raise StageFailed("stage 'report' is not integrated yet")
+        rep = needs("report", "distill.report", "the report")
+        report, curves = self.build_report(ctx)
+        rep.write_report(report, self.run_dir, curves)
+        return {"report": "report.json"}
+
+    # ---------------------------------------------------------------------------- report
+    def build_report(self, ctx: StageContext):
+        from distill.report import gap_recovered, mean_std, merge_seeds, speedup
+
+        fetch, teacher = ctx.result("fetch"), ctx.result("teacher")
+        aug = ctx.result("augment")
+        t_test = teacher["test"] or {}
+        t_exports = _exports(ctx.results.get("export/teacher"))
+        t_ref = next((e for e in t_exports if e["format"] == "onnx"), None)
+        report = {
+            "recipe": {"name": self.loaded.name, "path": self.loaded.path, "seeds": self.seeds,
+                       "settings": self.loaded.settings()},
+            "dataset": {"name": fetch["name"], "num_labels": len(fetch["labels"]),
+                        "labels": fetch["labels"],
+                        "sizes": dict(fetch["sizes"], augmented=aug["rows"])},
+            "teacher": {"name": teacher["name"], "params": teacher["params"],
+                        "test": {k: t_test.get(k) for k in ("accuracy", "macro_f1")},
+                        "latency_ms_b1": t_ref["latency_ms_b1"] if t_ref else None,
+                        "throughput_b32": t_ref["throughput_b32"] if t_ref else None,
+                        "exports": t_exports},
+            "students": [],
+            "package": (ctx.results.get("package") or {}).get("path"),
+            "stage_seconds": {k: round(v, 3) for k, v in ctx.seconds.items()},
+        }
+        curves = {}
+        for s in self.recipe.students:
+            plain = [ctx.result(f"baseline/{s.name}/seed{k}") for k in self.seeds] if s.baseline else []
+            dist = [ctx.result(f"distill/{s.name}/seed{k}") for k in self.seeds]
+            entry = {"name": s.name, "kind": s.kind, "params": dist[0]["parameters"],
+                     "baseline": merge_seeds([{"test": r["test"]} for r in plain]) if plain else None,
+                     "distilled": merge_seeds([{"test": r["test"]} for r in dist])}
+            gaps = [gap_recovered(t_test.get("accuracy"), p["test"]["accuracy"], d["test"]["accuracy"])
+                    for p, d in zip(plain, dist)]
+            entry["gap_recovered"], gap_std = mean_std(gaps)
+            if len(self.seeds) > 1:
+                entry["gap_recovered_std"] = gap_std
+            exports = _exports(ctx.results.get(f"export/{s.name}"))
+            ok = [e for e in exports if e["accepted"]]
+            fastest = min(ok, key=lambda e: e["latency_ms_b1"]) if ok else None
+            busiest = max(ok, key=lambda e: e["throughput_b32"]) if ok else None
+            entry["latency_ms_b1"] = fastest["latency_ms_b1"] if fastest else None
+            entry["throughput_b32"] = busiest["throughput_b32"] if busiest else None
+            entry["speedup_b1"] = speedup(report["teacher"]["latency_ms_b1"], entry["latency_ms_b1"], False)
+            entry["speedup_b32"] = speedup(report["teacher"]["throughput_b32"], entry["throughput_b32"], True)
+            entry["exports"] = exports
+            report["students"].append(entry)
+            curves[s.name] = {
+                **({"plain": _epoch_curve(ctx.dep_dir(f"baseline/{s.name}/seed{self.seeds[0]}"))}
+                   if s.baseline else {}),
+                "distilled": _epoch_curve(ctx.dep_dir(f"distill/{s.name}/seed{self.seeds[0]}"))}
+        return report, curves
+
+
+def _exports(result: Optional[dict]) -> List[dict]:
+    """The report's view of an export stage's artifacts (latency = batch-1 p50)."""
+    out = []
+    for a in (result or {}).get("artifacts", []):
+        out.append({"format": a["format"], "size_bytes": a["size_bytes"],
+                    "test": {"accuracy": (a.get("test") or {}).get("accuracy")},
+                    "latency_ms_b1": (a.get("latency_ms_b1") or {}).get("p50"),
+                    "latency_ms_b1_p95": (a.get("latency_ms_b1") or {}).get("p95"),
+                    "throughput_b32": a.get("throughput_b32"),
+                    "accepted": bool(a.get("accepted")), "reason": a.get("reason", "")})
+    return out
+
+
+def _epoch_curve(stage_dir: Path) -> List[dict]:
+    """Per-epoch records of the trainer's metrics.jsonl: epoch, train_loss, dev_accuracy."""
+    path = stage_dir / "train" / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "epoch":
+            rows.append({"epoch": rec["epoch"], "train_loss": rec.get("train_loss"),
+                         "dev_accuracy": (rec.get("dev") or {}).get("accuracy")})
+    return rows
+
+
+def _online_terms(loss: Optional[dict]) -> bool:
+    terms = (loss or {}).get("terms")
+    text = json.dumps(terms) if terms is not None else ""
+    return "hidden_mse" in text or "attention" in text
+
+
+def _count_params(model) -> int:
+    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+
+
+def _label_array(examples, labels) -> np.ndarray:
+    from distill.data import label_ids
+
+    return label_ids(examples, labels)
+
+
+def _evaluate_model(model, encoder, examples, labels, max_len: int) -> Optional[dict]:
+    """Accuracy and macro-F1 of a Paddle model on labelled examples (None for no examples)."""
+    if not examples:
+        return None
+    from distill.batching import BatchPlan, encode_examples
+    from distill.trainer import evaluate
+
+    return evaluate(model, BatchPlan(encode_examples(encoder, examples, max_len=max_len, labels=labels), 64))
 
 
 def _asdict(obj) -> dict:

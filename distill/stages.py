@@ -50,6 +50,7 @@ class StageContext:
     dir: Path
     run_dir: Path
     results: Dict[str, dict]                   # key -> result of every finished stage so far
+    seconds: Dict[str, float] = field(default_factory=dict)  # key -> how long each one took
 
     def dep_dir(self, key: str) -> Path:
         return self.run_dir / key
@@ -148,7 +149,8 @@ class Pipeline:
             self.log(f"{label}: running ...")
             start = time.perf_counter()
             with _kill_hook(stage.key, folder):
-                result = stage.fn(StageContext(stage, folder, self.run_dir, results)) or {}
+                seconds = {k: r.seconds for k, r in self.records.items()}
+                result = stage.fn(StageContext(stage, folder, self.run_dir, results, seconds)) or {}
             seconds = time.perf_counter() - start
             write_json(done, {"stage": stage.key, "fingerprint": fp, "seconds": round(seconds, 3),
                               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "result": result})

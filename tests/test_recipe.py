@@ -58,7 +58,7 @@ def test_good_recipe_resolves_paths_against_its_folder(recipe_dir):
     assert r.data.train == str(recipe_dir / "data" / "train.tsv")
     assert [s.name for s in r.students] == ["bow", "cnn"]
     assert r.students[1].loss == {"temperature": 2.0}
-    assert r.seeds == [0] and r.export.formats == ["onnx", "onnx-int8"]
+    assert r.seeds == [0] and r.export.settings == {}
 
 
 def test_unknown_key_named_with_line_and_valid_keys(recipe_dir, capsys):
