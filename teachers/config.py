@@ -1,6 +1,7 @@
 """``ErnieConfig``: the typed hyper-parameters of an ERNIE/BERT-layout encoder (no Paddle here).
 
->>> cfg = ErnieConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
+>>> cfg = ErnieConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4,
+...                   intermediate_size=64)
 >>> cfg.save("ernie_config.json"); ErnieConfig.load("ernie_config.json") == cfg
 True
 """
@@ -63,7 +64,8 @@ class ErnieConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(name, f"must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_heads:
-            bad("hidden_size", f"= {self.hidden_size} is not divisible by num_heads = {self.num_heads}")
+            bad("hidden_size",
+                f"= {self.hidden_size} is not divisible by num_heads = {self.num_heads}")
         if self.hidden_act not in ACTIVATIONS:
             bad("hidden_act", f"must be one of {', '.join(ACTIVATIONS)}, got {self.hidden_act!r}")
         if self.pooling not in POOLINGS:
@@ -73,7 +75,8 @@ class ErnieConfig:
         if self.use_task_id and not 0 <= self.task_id < self.task_type_vocab_size:
             bad("task_id", f"= {self.task_id} is outside [0, {self.task_type_vocab_size})")
         if not 0 <= self.pad_token_id < self.vocab_size:
-            bad("pad_token_id", f"= {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
+            bad("pad_token_id",
+                f"= {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 bad(name, f"must be in [0, 1), got {getattr(self, name)!r}")

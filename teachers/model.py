@@ -82,7 +82,8 @@ class ErnieSelfAttention(nn.Layer):
 
     def forward(self, x, attn_bias):
         # x: (B, T, H); attn_bias: (B, 1, 1, T) additive float mask
-        q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
+        q = self._split(self.q_proj(x))                                          # (B, heads, T, hd)
+        k, v = self._split(self.k_proj(x)), self._split(self.v_proj(x))
         scores = paddle.matmul(q * self.scale, k, transpose_y=True) + attn_bias  # (B, heads, T, T)
         probs = F.softmax(scores, axis=-1)                                       # (B, heads, T, T)
         context = paddle.matmul(self.dropout(probs), v)                          # (B, heads, T, hd)
@@ -103,7 +104,8 @@ class ErnieLayer(nn.Layer):
         self.norm2 = _layer_norm(config)
         self.dropout1 = nn.Dropout(config.hidden_dropout)
         self.dropout2 = nn.Dropout(config.hidden_dropout)
-        self.activation = nn.GELU() if config.hidden_act == "gelu" else nn.ReLU()  # exact (erf) GELU
+        # exact (erf) GELU, as BERT and ERNIE use
+        self.activation = nn.GELU() if config.hidden_act == "gelu" else nn.ReLU()
 
     def forward(self, x, attn_bias):
         # x: (B, T, H)
@@ -124,7 +126,8 @@ class ErniePooler(nn.Layer):
 
     def __init__(self, config: ErnieConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size, weight_attr=_weight_attr(config))
+        H = config.hidden_size
+        self.dense = nn.Linear(H, H, weight_attr=_weight_attr(config))
 
     def forward(self, sequence_output):
         return paddle.tanh(self.dense(sequence_output[:, 0]))                     # (B, H)
@@ -191,7 +194,8 @@ class ErnieForSequenceClassification(nn.Layer):
         self.config, self.num_labels = config, num_labels
         self.ernie = ErnieModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels, weight_attr=_weight_attr(config))
+        self.classifier = nn.Linear(config.hidden_size, num_labels,
+                                    weight_attr=_weight_attr(config))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> Dict:

@@ -44,13 +44,15 @@ def longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
     return (short, long_) if len_a <= len_b else (long_, short)
 
 
-def _check_batch(texts_a: Sequence[str], texts_b: Optional[Sequence[str]], max_len: int, specials: int):
+def _check_batch(texts_a: Sequence[str], texts_b: Optional[Sequence[str]], max_len: int,
+                 specials: int):
     if isinstance(texts_a, str):
         raise TypeError("encode() takes a list of texts, not a single string")
     if texts_b is not None and len(texts_b) != len(texts_a):
         raise ValueError(f"texts_b has {len(texts_b)} rows but texts_a has {len(texts_a)}")
     if max_len < specials + (1 if texts_b is None else 2):
-        raise ValueError(f"max_len={max_len} leaves no room for text after {specials} special tokens")
+        raise ValueError(f"max_len={max_len} leaves no room for text after {specials} special "
+                         f"tokens")
 
 
 def _pad(rows: List[List[int]], types: List[List[int]], pad_id: int) -> Dict[str, np.ndarray]:
@@ -83,7 +85,8 @@ def read_vocab_file(path) -> List[str]:
             try:
                 idx = int(index)
             except ValueError:
-                raise TokenizerError(f"{path}, line {n}: expected 'token<TAB>id', got {line!r}") from None
+                raise TokenizerError(
+                    f"{path}, line {n}: expected 'token<TAB>id', got {line!r}") from None
             if idx in by_id:
                 raise TokenizerError(f"{path}, line {n}: id {idx} used twice")
             by_id[idx] = token
@@ -108,7 +111,8 @@ class WordPieceTokenizer:
         from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
         source = str(vocab) if isinstance(vocab, (str, Path)) else "vocabulary"
-        self.tokens: List[str] = read_vocab_file(vocab) if isinstance(vocab, (str, Path)) else list(vocab)
+        is_file = isinstance(vocab, (str, Path))
+        self.tokens: List[str] = read_vocab_file(vocab) if is_file else list(vocab)
         ids: Dict[str, int] = {}
         for i, token in enumerate(self.tokens):
             ids.setdefault(token, i)
@@ -117,19 +121,23 @@ class WordPieceTokenizer:
             if token not in ids:
                 raise TokenizerError(f"{source}: {name} {token!r} is not in the vocabulary")
         self.lowercase, self.strip_accents = lowercase, strip_accents
-        self.unk_token, self.cls_token, self.sep_token, self.pad_token = unk_token, cls_token, sep_token, pad_token
+        self.unk_token, self.cls_token = unk_token, cls_token
+        self.sep_token, self.pad_token = sep_token, pad_token
         self.mask_token = mask_token if mask_token in ids else unk_token
         self._ids = ids
-        tok = Tokenizer(models.WordPiece(vocab=ids, unk_token=unk_token, max_input_chars_per_word=100))
+        tok = Tokenizer(models.WordPiece(vocab=ids, unk_token=unk_token,
+                                         max_input_chars_per_word=100))
         tok.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase)
+            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
+            lowercase=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         cls_id, sep_id = ids[cls_token], ids[sep_token]
         tok.post_processor = processors.TemplateProcessing(
             single=f"{cls_token} $A {sep_token}",
             pair=f"{cls_token} $A {sep_token} $B:1 {sep_token}:1",
             special_tokens=[(cls_token, cls_id), (sep_token, sep_id)])
-        tok.add_special_tokens([t for t in (pad_token, unk_token, cls_token, sep_token, mask_token) if t in ids])
+        specials = (pad_token, unk_token, cls_token, sep_token, mask_token)
+        tok.add_special_tokens([t for t in specials if t in ids])
         self._tok = tok
 
     # -- contract -------------------------------------------------------------------------
@@ -155,7 +163,7 @@ class WordPieceTokenizer:
 
     def encode(self, texts_a: Sequence[str], texts_b: Optional[Sequence[str]] = None,
                max_len: int = 128) -> Dict[str, np.ndarray]:
-        """Batch-encode; returns ``input_ids``, ``token_type_ids``, ``attention_mask`` (B, T) int64."""
+        """Batch-encode: ``input_ids``, ``token_type_ids``, ``attention_mask``, (B, T) int64."""
         _check_batch(texts_a, texts_b, max_len, 2 if texts_b is None else 3)
         if not len(texts_a):
             return _pad([], [], self.pad_id)
@@ -209,7 +217,8 @@ class SentencePieceTokenizer:
         self._proto = bytes(model)
         self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
         self.prefix = prefix
-        self.bos_token, self.eos_token, self.pad_token, self.unk_token = bos_token, eos_token, pad_token, unk_token
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self.pad_token, self.unk_token = pad_token, unk_token
         for name, token in (("bos_token", bos_token), ("eos_token", eos_token),
                             ("pad_token", pad_token), ("unk_token", unk_token)):
             if self.token_to_id(token) is None:
@@ -250,8 +259,10 @@ class SentencePieceTokenizer:
             elif piece in user_defined:
                 entry.type = kinds.USER_DEFINED
         for special, field in (("<s>", "bos_id"), ("</s>", "eos_id"), ("<pad>", "pad_id")):
-            setattr(proto.trainer_spec, field, pieces.index(special) if special in control and special in pieces else -1)
+            present = special in control and special in pieces
+            setattr(proto.trainer_spec, field, pieces.index(special) if present else -1)
         if normalizer_map:
+            spm.set_min_log_level(1)  # the rule compiler logs INFO lines to stderr otherwise
             normalizer = spm.SentencePieceNormalizer(norm_map=sorted(normalizer_map))
             proto.normalizer_spec.ParseFromString(normalizer.serialized_normalizer_spec())
             proto.normalizer_spec.name = "precompiled"
@@ -273,7 +284,8 @@ class SentencePieceTokenizer:
 
     def token_to_id(self, token: str) -> Optional[int]:
         index = self._sp.piece_to_id(token)
-        return None if index == self._sp.unk_id() and token != self._sp.id_to_piece(index) else index
+        unknown = index == self._sp.unk_id() and token != self._sp.id_to_piece(index)
+        return None if unknown else index
 
     def id_to_token(self, index: int) -> str:
         return self._sp.id_to_piece(index)
@@ -287,7 +299,7 @@ class SentencePieceTokenizer:
 
     def encode(self, texts_a: Sequence[str], texts_b: Optional[Sequence[str]] = None,
                max_len: int = 128) -> Dict[str, np.ndarray]:
-        """Batch-encode; returns ``input_ids``, ``token_type_ids``, ``attention_mask`` (B, T) int64."""
+        """Batch-encode: ``input_ids``, ``token_type_ids``, ``attention_mask``, (B, T) int64."""
         _check_batch(texts_a, texts_b, max_len, 2 if texts_b is None else 4)
         bos, eos = self.bos_id, self.eos_id
         rows: List[List[int]] = []
