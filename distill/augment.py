@@ -120,7 +120,8 @@ class AugmentStats:
     dropped_duplicate: int = 0
     dropped_empty: int = 0
     dropped_identical: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0              # whole run
+    tag_seconds: float = 0.0          # pass 1: segmenting + POS tagging
     lang: str = ""
     tagger: str = ""
     ngram_range: Tuple[int, int] = (0, 0)
@@ -133,7 +134,8 @@ class AugmentStats:
     def summary(self) -> str:
         return (f"{self.originals:,} originals -> {self.generated:,} generated "
                 f"(dropped {self.dropped_duplicate:,} duplicate, {self.dropped_empty:,} empty, "
-                f"{self.dropped_identical:,} identical) in {self.seconds:.1f} s = "
+                f"{self.dropped_identical:,} identical) in {self.seconds:.1f} s (tagging "
+                f"{self.tag_seconds:.1f} s) = "
                 f"{self.lines_per_second:,.0f} lines/s; lang {self.lang}, n-grams "
                 f"{self.ngram_range[0]}-{self.ngram_range[1]}, POS tagger {self.tagger}")
 
@@ -191,6 +193,7 @@ def augment_examples(examples: Iterable[Example], config: AugmentConfig,
                 pickle.dump((chunk, tagged), out, protocol=pickle.HIGHEST_PROTOCOL)
                 stats.originals += len(chunk)
                 bar.update(len(chunk))
+        stats.tag_seconds = time.perf_counter() - start
         pools.freeze()
         stats.pool_words = sum(len(pools.words(k)) for k in pools.keys())
         state = _SampleState(pools, lang, config)

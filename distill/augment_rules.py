@@ -6,7 +6,8 @@ randomness comes from ``rng`` (a ``random.Random``), so a sample is a function o
 * ``mask``  — each word becomes ``ctx.mask_token`` with probability p (punctuation and spaces
   are not words and stay).
 * ``pos``   — each word not already masked becomes another word with the same POS tag, drawn
-  from the corpus's unigram distribution renormalised within that tag (``WordPools``).
+  from the corpus's unigram distribution renormalised within that tag (``WordPools``); a
+  sentence-initial capital stays at the start ("The film" -> "A film").
 * ``ngram`` — with probability p the whole sample becomes one random contiguous n-gram of it,
   ``n`` uniform in ``ctx.ngram_range`` (capped at the sample's length).
 
@@ -16,6 +17,7 @@ The paper draws one uniform ``u`` per word: mask when ``u < p_mask``, pos when
 ``p_pos / (1 - p_mask)`` is the same distribution, so each rule stays a separate function and
 the share of words masked is ``p_mask`` and the share replaced is ``p_pos``.
 """
+import bisect
 import random
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -83,8 +85,9 @@ class WordPools:
         if table is None or (len(table[0]) == 1 and table[0][0] == avoid):
             return None
         words, cum = table
+        total = cum[-1]
         for _ in range(tries):
-            word = rng.choices(words, cum_weights=cum)[0]
+            word = words[bisect.bisect_right(cum, rng.random() * total)]
             if word != avoid:
                 return word
         return None
@@ -121,10 +124,28 @@ def pos_rule(words: Sequence[str], rng: random.Random, p: float, ctx: RuleContex
     for i, (word, key) in enumerate(zip(words, ctx.keys)):
         if key is None or word == ctx.mask_token or rng.random() >= p:
             continue
-        new = ctx.pools.sample(key, rng, avoid=word)
-        if new is not None:
-            out[i] = new
+        for _ in range(5):  # "The" drawn for "the" is the same word once its case is matched
+            new = ctx.pools.sample(key, rng, avoid=word)
+            if new is None:
+                break
+            new = _match_case(new, word, i, key, ctx.pools)
+            if new != word:
+                out[i] = new
+                break
     return out
+
+
+def _match_case(new: str, old: str, position: int, key: str, pools: WordPools) -> str:
+    """Sentence-initial capitals move with the position, not with the word drawn.
+
+    "The film" -> "A film" (not "a film"); "saw the film" -> "saw a film" (not "saw A film",
+    when the corpus also has "a"). Proper nouns keep their case; caseless scripts are untouched.
+    """
+    if position == 0 and old[:1].isupper() and new.islower():
+        return new[:1].upper() + new[1:]
+    if position > 0 and old.islower() and new.istitle() and pools.count(key, new.lower()):
+        return new.lower()
+    return new
 
 
 def ngram_rule(words: Sequence[str], rng: random.Random, p: float, ctx: RuleContext) -> List[str]:

@@ -46,6 +46,7 @@ _NO_SPACE_AFTER = frozenset("([{$#\u201c\u2018")
 _STRAIGHT_QUOTES = frozenset("\"'")
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def is_word(token: str) -> bool:
     """True when ``token`` holds a letter, digit or CJK character (not punctuation or space)."""
     return bool(_WORD_CHAR.search(token))
@@ -138,25 +139,40 @@ def _join_chinese(tokens: Sequence[str]) -> str:
     return "".join(parts).strip()
 
 
+_PLAIN, _CLOSE, _OPEN, _QUOTE, _SLASH = range(5)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _spacing(token: str) -> int:
+    """How an English token attaches: closer/clitic, opener, straight quote, slash or plain."""
+    if token in _STRAIGHT_QUOTES:
+        return _QUOTE
+    if _NO_SPACE_BEFORE.match(token) or is_clitic(token):
+        return _CLOSE
+    if token in _NO_SPACE_AFTER:
+        return _OPEN
+    return _SLASH if token == "/" else _PLAIN
+
+
 def _join_english(tokens: Sequence[str]) -> str:
     parts: List[str] = []
     open_quote = {q: False for q in _STRAIGHT_QUOTES}
     glue_next = True  # no space before the first token
     for tok in tokens:
-        glue = glue_next
-        glue_next = False
-        if tok in _STRAIGHT_QUOTES and not (tok == "'" and parts and parts[-1][-1:] in "sS"
-                                            and not open_quote["'"]):
-            if open_quote[tok]:      # closing quote hugs the word before it
-                glue = True
-            else:                    # opening quote hugs the word after it
-                glue_next = True
-            open_quote[tok] = not open_quote[tok]
-        elif _NO_SPACE_BEFORE.match(tok) or is_clitic(tok) or tok == "'":
+        kind = _spacing(tok)
+        glue, glue_next = glue_next, False
+        if kind == _QUOTE:
+            if tok == "'" and not open_quote[tok] and parts and parts[-1][-1:] in "sS":
+                glue = True          # possessive: the students' books
+            else:
+                glue = glue or open_quote[tok]      # a closing quote hugs the word before
+                glue_next = not open_quote[tok]     # an opening quote hugs the word after
+                open_quote[tok] = not open_quote[tok]
+        elif kind == _CLOSE:
             glue = True
-        elif tok in _NO_SPACE_AFTER:
+        elif kind == _OPEN:
             glue_next = True
-        elif tok == "/" or (parts and parts[-1] == "/"):
-            glue = True
+        elif kind == _SLASH:     # and/or, 8/10: no spaces around a slash
+            glue = glue_next = True
         parts.append(tok if glue else " " + tok)
     return "".join(parts)
