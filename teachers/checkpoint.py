@@ -276,7 +276,9 @@ def convert_tensors(raw: RawCheckpoint,
     if unused:
         problems.append(f"unused tensor(s): {_listing(unused)}")
     if missing:
-        problems.append(f"missing tensor(s): {_listing(missing)}")
+        hint = (" (a checkpoint without a pooler needs pooling='mean')"
+                if config.pooling == "cls" and any("pool" in m for m in missing) else "")
+        problems.append(f"missing tensor(s): {_listing(missing)}{hint}")
     if wrong:
         problems.append(f"wrong shape: {_listing(wrong)}")
     if problems:
