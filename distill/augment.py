@@ -143,13 +143,14 @@ class AugmentStats:
 def mask_token_for(encoder) -> str:
     """The mask token to use for a teacher's tokenizer: its mask token, else its unknown token.
 
-    A candidate is taken only if ``encoder.tokenize(token)`` keeps it as one token.
+    A candidate is taken only if ``encoder.tokenize(token)`` keeps it as one piece (SentencePiece
+    may put a lone ``▁`` before it).
     """
     candidates = [getattr(encoder, name, None) for name in ("mask_token", "unk_token")]
     candidates = [c for c in candidates if c]
     tokenize = getattr(encoder, "tokenize", None)
     for token in candidates:
-        if tokenize is None or list(tokenize(token)) == [token]:
+        if tokenize is None or token in list(tokenize(token)):
             return token
     raise UserError(f"the encoder keeps none of {candidates or 'its special tokens'} as one "
                     f"token; pass --mask-token explicitly")

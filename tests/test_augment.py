@@ -280,11 +280,14 @@ def test_config_is_validated():
 
 
 def test_mask_token_comes_from_the_teacher_encoder(tmp_path, capsys):
-    from teachers.tokenizer import WordPieceTokenizer
+    from teachers.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "is", "good"]
     assert mask_token_for(WordPieceTokenizer(vocab)) == "[MASK]"
     assert mask_token_for(WordPieceTokenizer([t for t in vocab if t != "[MASK]"])) == "[UNK]"
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁the", "▁film", "▁", "<mask>"]
+    sp = SentencePieceTokenizer.from_pieces(pieces, [0, 0, 0, 0, -1, -1, -3, 0], unk_id=3)
+    assert mask_token_for(sp) == "<mask>"
     WordPieceTokenizer(vocab).save(tmp_path / "teacher")
     src, out = tmp_path / "train.jsonl", tmp_path / "aug.jsonl"
     write_examples(src, [Example(t, label="x") for t in EN])
