@@ -214,12 +214,18 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
                             f"{len(task.train)} training rows then {len(augmented)} augmented rows, "
                             f"one column per label ({', '.join(task.labels)})")
 
+    specs = loss_config.specs(mode)
+    online = [t["name"] for t in specs if t.get("name") in ("hidden_mse", "attention")]
+    if online and kind != "tiny":
+        raise UserError(f"loss {', '.join(online)} compares token-level states with the teacher's; "
+                        f"only the 'tiny' student shares the teacher's tokens (got '{kind}')")
+
     seed_everything(train_config.seed)
     if encoder is None:
         texts = [t for ex in rows for t in (ex.text_a, ex.text_b) if t is not None]
         encoder = build_encoder(kind, texts, vocab_config, teacher)
     model, layer_map = _build_model(kind, config, encoder, len(task.labels), teacher)
-    loss_fn = build_loss(loss_config.specs(mode), teacher=None if teacher is None else teacher.model,
+    loss_fn = build_loss(specs, teacher=None if teacher is None else teacher.model,
                          context=_loss_context(model, teacher, layer_map),
                          temperature=loss_config.temperature, teacher_context=eval_mode)
     if mode == "plain" and any(t.name in ("soft_ce", "kl", "logit_mse") for t in loss_fn.terms) \

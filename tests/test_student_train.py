@@ -93,6 +93,8 @@ def test_soft_labels_must_cover_train_then_augmented_rows(tmp_path):
         train_student("bow", {}, task, tmp_path, quick(), augmented=augmented)
     with pytest.raises(UserError, match="needs teacher logits"):
         train_student("bow", {}, task, tmp_path, quick(), loss="kl:1")
+    with pytest.raises(UserError, match="only the 'tiny' student"):
+        train_student("cnn", {}, task, tmp_path, quick(), loss="kl:1,hidden_mse:1")
 
 
 @pytest.mark.parametrize("kind", ["bow", "lstm", "gru"])
