@@ -132,20 +132,22 @@ class Pipeline:
     def run(self) -> Dict[str, StageRecord]:
         total = len(self.stages)
         results: Dict[str, dict] = {}
+        for key in self.forced:  # discarded up front: a killed forced run still redoes them all
+            shutil.rmtree(self.run_dir / key, ignore_errors=True)
         for i, stage in enumerate(self.stages, 1):
             fp = self.fingerprint_of(stage)
             self.fingerprints[stage.key] = fp
             folder = self.run_dir / stage.key
             label = f"[{i}/{total}] {stage.title or stage.key}"
             done = folder / "done.json"
-            if stage.key not in self.forced and done.exists():
+            if done.exists():
                 info = read_json(done)
                 if info.get("fingerprint") == fp:
                     rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
                     self.records[stage.key], results[stage.key] = rec, rec.result
                     self.log(f"{label}: done before (took {_fmt_seconds(rec.seconds)}), skipped")
                     continue
-            self._prepare(folder, fp, forced=stage.key in self.forced)
+            self._prepare(folder, fp)
             self.log(f"{label}: running ...")
             start = time.perf_counter()
             with _kill_hook(stage.key, folder):
@@ -160,10 +162,10 @@ class Pipeline:
         return self.records
 
     @staticmethod
-    def _prepare(folder: Path, fp: str, forced: bool) -> None:
+    def _prepare(folder: Path, fp: str) -> None:
         """Keep a half-finished folder of the same fingerprint (to resume); wipe anything else."""
         started = folder / "started.json"
-        keep = not forced and started.exists() and read_json(started).get("fingerprint") == fp
+        keep = started.exists() and read_json(started).get("fingerprint") == fp
         if folder.exists() and not keep:
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,161 @@
+"""The runner on the smoke recipe: end to end through the CLI and through ``distill.run``; a
+re-run skips every stage; one student's setting re-runs only its stages; runs killed (SIGKILL)
+during soft labelling and during student training resume to the same report metrics."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import distill
+from distill.stages import KILL_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "recipes" / "smoke.yaml"
+
+REPORT_KEYS = {"recipe", "dataset", "teacher", "students", "package", "stage_seconds"}
+STUDENT_KEYS = {"name", "kind", "params", "baseline", "distilled", "gap_recovered", "speedup_b1",
+                "speedup_b32", "exports"}
+EXPORT_KEYS = {"format", "size_bytes", "test", "latency_ms_b1", "throughput_b32", "accepted", "reason"}
+
+
+def cli(*args, env=None, check=True):
+    """``python -m distill run ...`` in a subprocess; returns the CompletedProcess."""
+    out = subprocess.run([sys.executable, "-m", "distill", "run", *map(str, args)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, **(env or {})})
+    if check and out.returncode != 0:
+        raise AssertionError(f"distill run failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return out
+
+
+def metrics(report: dict) -> dict:
+    """Everything in a report that must repeat exactly (not timings, sizes or paths)."""
+    return {
+        "dataset": report["dataset"],
+        "teacher": report["teacher"]["test"],
+        "students": [{"name": s["name"], "baseline": s["baseline"], "distilled": s["distilled"],
+                      "gap": s["gap_recovered"],
+                      "exports": [(e["format"], e["test"]["accuracy"], e["accepted"])
+                                  for e in s["exports"]]} for s in report["students"]],
+    }
+
+
+def ran_stages(messages):
+    return [m.split("] ", 1)[1].split(":")[0] for m in messages if m.endswith("running ...")]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """The smoke recipe end to end through the command line (the reference run)."""
+    out = tmp_path_factory.mktemp("runs") / "cli"
+    start = time.perf_counter()
+    proc = cli(SMOKE, "--out", out)
+    return out, proc, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "api"
+    start = time.perf_counter()
+    report = distill.run(str(SMOKE), out=out, log=lambda m: None)
+    return out, report, time.perf_counter() - start
+
+
+def test_cli_end_to_end(cli_run):
+    out, proc, seconds = cli_run
+    report = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    assert set(report["dataset"]) >= {"name", "num_labels", "sizes"}
+    assert report["dataset"]["sizes"]["train"] == 240 and report["dataset"]["sizes"]["augmented"] > 240
+    assert set(report["teacher"]) >= {"name", "params", "test", "latency_ms_b1", "throughput_b32"}
+    assert [s["name"] for s in report["students"]] == ["bow", "cnn"]
+    for s in report["students"]:
+        assert STUDENT_KEYS <= set(s)
+        assert 0.0 <= s["distilled"]["test"]["accuracy"] <= 1.0
+        assert {e["format"] for e in s["exports"]} == {"onnx", "onnx-int8"}
+        for e in s["exports"]:
+            assert EXPORT_KEYS <= set(e) and e["size_bytes"] > 0 and e["latency_ms_b1"] > 0
+    assert Path(report["package"]).is_file() and report["package"].endswith(".tar.gz")
+    assert set(report["stage_seconds"]) >= {"fetch", "teacher", "augment", "soft_labels",
+                                            "baseline/bow/seed0", "distill/cnn/seed0", "package"}
+    md = (out / "report.md").read_text()
+    assert "| bow (distilled) | bow |" in md and report["package"] in md
+    for name in ("accuracy_vs_latency.png", "accuracy_vs_size.png", "curves_bow.png", "curves_cnn.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "package:" in proc.stdout and "bow distilled" in proc.stdout  # the closing table
+    assert "[13/13] report: finished" in proc.stderr  # progress per stage, with times
+    print(f"smoke run through the CLI: {seconds:.1f} s")
+
+
+def test_python_api_end_to_end_matches_cli(cli_run, api_run):
+    out, report, _ = api_run
+    assert json.loads((out / "report.json").read_text())["students"] == report["students"]
+    reference = json.loads((cli_run[0] / "report.json").read_text())
+    assert metrics(report) == metrics(reference)  # seeded: the same numbers in any process
+
+
+def test_rerun_skips_every_stage_and_is_10x_faster(api_run):
+    out, report, first = api_run
+    messages = []
+    start = time.perf_counter()
+    again = distill.run(str(SMOKE), out=out, log=messages.append)
+    second = time.perf_counter() - start
+    print(f"first run {first:.1f} s, re-run {second:.2f} s")
+    assert ran_stages(messages) == []
+    assert sum("skipped" in m for m in messages) == 13
+    assert again == report
+    assert second * 10 <= first
+
+
+def test_changing_one_student_reruns_only_its_stages(cli_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_run[0], run_dir)
+    messages = []
+    report = distill.run(str(SMOKE), out=run_dir, overrides=["students.cnn.train.lr=0.004"],
+                         log=messages.append)
+    assert ran_stages(messages) == ["plain cnn (seed 0)", "distil cnn (seed 0)",
+                                    "export and measure cnn", "package the best student", "report"]
+    reference = json.loads((cli_run[0] / "report.json").read_text())
+    assert report["students"][0]["distilled"] == reference["students"][0]["distilled"]
+
+
+def test_killed_runs_resume_to_the_same_report(cli_run, tmp_path):
+    reference = json.loads((cli_run[0] / "report.json").read_text())
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_run[0], run_dir)
+
+    # killed while labelling: some chunks are on disk, soft_labels has no done.json
+    killed = cli(SMOKE, "--out", run_dir, "--force", "soft_labels",
+                 env={KILL_ENV: "soft_labels:chunk-*.npz"}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    chunks = list((run_dir / "soft_labels").rglob("chunk-*.npz"))
+    assert chunks and not (run_dir / "soft_labels" / "done.json").exists()
+    resumed = cli(SMOKE, "--out", run_dir)
+    assert "[4/13] teacher soft labels: running" in resumed.stderr
+    assert "[2/13] fine-tune teacher: done before" in resumed.stderr
+    assert "distil bow (seed 0): running" in resumed.stderr  # downstream of the forced stage
+    assert metrics(json.loads((run_dir / "report.json").read_text())) == metrics(reference)
+
+    # killed after the first epoch of a student: the trainer resumes from last/
+    killed = cli(SMOKE, "--out", run_dir, "--force", "distill/bow",
+                 env={KILL_ENV: "distill/bow/seed0:trainer_state.json"}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    state = json.loads((run_dir / "distill/bow/seed0/train/last/trainer_state.json").read_text())
+    assert 1 <= state["state"]["epoch"] < 4 and not state["state"]["finished"]
+    resumed = cli(SMOKE, "--out", run_dir)
+    assert "distil bow (seed 0): running" in resumed.stderr
+    assert "distil cnn (seed 0): done before" in resumed.stderr
+    assert metrics(json.loads((run_dir / "report.json").read_text())) == metrics(reference)
+
+
+def test_force_unknown_stage_is_a_user_error(cli_run, capsys):
+    from distill.cli import main
+
+    code = main(["run", str(SMOKE), "--out", str(cli_run[0]), "--force", "nonsense"])
+    assert code == 2 and "--force nonsense: no such stage" in capsys.readouterr().err
