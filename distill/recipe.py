@@ -74,6 +74,11 @@ class DataSpec:
             where.fail(path, "give either 'builtin' or all three of 'train', 'dev', 'test'")
         if self.builtin is not None and any(files):
             where.fail(path, "give either 'builtin' or train/dev/test files, not both")
+        if self.builtin is not None:
+            names = _builtin_names("dataset")
+            if names is not None and self.builtin not in names:
+                where.fail(f"{path}.builtin", f"unknown built-in data set '{self.builtin}'; "
+                                              f"choose one of: {', '.join(names)}")
 
 
 @dataclass
@@ -102,6 +107,15 @@ class TeacherSpec:
     max_len: int = 128
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     labels: LabelSpec = field(default_factory=LabelSpec)
+
+    def recipe_check(self, where: "_Context", path: str) -> None:
+        if self.source == "random" or (where.base_dir / self.source).exists():
+            return
+        names = _builtin_names("weights")
+        if names is not None and self.source not in names:
+            where.fail(f"{path}.source", f"'{self.source}' is neither a built-in teacher "
+                                         f"({', '.join(names)}), 'random', nor an existing "
+                                         f"checkpoint (looked for {where.base_dir / self.source})")
 
 
 @dataclass
@@ -187,6 +201,15 @@ class Recipe:
             where.fail("seeds", "list at least one seed")
         if not re.fullmatch(r"auto|cpu|gpu(:\d+)?", self.device):
             where.fail("device", f"'{self.device}' is not one of auto, cpu, gpu, gpu:N")
+
+
+def _builtin_names(kind: str) -> Optional[List[str]]:
+    """Names of the built-in entries of ``kind`` (dataset | weights), None without distill.fetch."""
+    try:
+        from distill.fetch import ENTRIES
+    except ModuleNotFoundError:
+        return None
+    return [name for name in ENTRIES.names() if ENTRIES.get(name).kind == kind]
 
 
 # ------------------------------------------------------------------------------ validation

@@ -147,3 +147,13 @@ SHIPPED = sorted(p for p in (ROOT / "recipes").rglob("*.yaml"))
 def test_shipped_recipes_are_valid(path):
     loaded = load_recipe(path)
     assert loaded.recipe.students
+
+
+def test_unknown_builtin_teacher_and_data_set(recipe_dir):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(recipe_dir, GOOD.replace("source: random", "source: minilm-l7")))
+    assert "teacher.source" in str(err.value) and "minilm-l6" in str(err.value)
+    data = "data:\n  builtin: movies_fr\n"
+    text = data + GOOD[GOOD.index("teacher:"):]
+    with pytest.raises(RecipeError, match=r"data.builtin.*movies_en"):
+        load_recipe(write(recipe_dir, text))
