@@ -362,7 +362,7 @@ def _cached_tagger(lang: str, name: str, mask_token: str):
 
 def _registry_name(tagger) -> str:
     for name in TAGGERS.names():
-        if isinstance(tagger, TAGGERS.get(name)):
+        if type(tagger) is TAGGERS.get(name):
             return name
     raise ValueError(f"unregistered tagger {tagger!r}")
 

@@ -266,7 +266,7 @@ def test_workers_do_not_change_the_output(tmp_path):
     augment_file(src, one, AugmentConfig(workers=1, **common))
     stats = augment_file(src, two, AugmentConfig(workers=2, **common))
     assert one.read_bytes() == two.read_bytes()
-    assert stats.lang == "zh" and stats.tagger == "jieba.posseg"
+    assert stats.lang == "zh" and stats.tagger.startswith("jieba")
 
 
 def test_config_is_validated():
