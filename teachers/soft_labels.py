@@ -17,8 +17,8 @@ rows not yet labelled. ``out_dir`` holds:
 A shard ``(i, n)`` takes rows ``i, i+n, i+2n, ...`` (strided, so shards get similar lengths);
 without ``shard=``, ``PADDLE_TRAINER_ID`` / ``PADDLE_TRAINERS_NUM`` of a ``paddle.distributed``
 launch choose it. The engine is a function ``predict(inputs) -> (B, C)`` on NumPy batches, so
-the same chunking/caching serves Paddle dygraph (here) and ONNX Runtime (``label_encoded``).
-Paddle is imported only when the dygraph teacher runs.
+the same chunking/caching serves every ``teachers.engines`` engine (``--engine auto``: ONNX
+Runtime on CPU, dygraph on GPU; ``onnx-int8`` labels get their own cache key).
 """
 import hashlib
 import json
@@ -67,9 +67,12 @@ def texts_sha256(examples) -> str:
     return h.hexdigest()
 
 
-def cache_key(weights_hash: str, examples, max_len: int) -> str:
-    blob = json.dumps({"weights": weights_hash, "texts": texts_sha256(examples),
-                       "max_len": int(max_len)}, sort_keys=True)
+def cache_key(weights_hash: str, examples, max_len: int, variant: Optional[str] = None) -> str:
+    """``variant`` names labels that differ from the model's own (a quantized engine)."""
+    parts = {"weights": weights_hash, "texts": texts_sha256(examples), "max_len": int(max_len)}
+    if variant:
+        parts["variant"] = variant
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -250,18 +253,27 @@ def dygraph_predict(model, device: str = "auto") -> Predict:
 def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optional[int] = None,
                 shard: Optional[Tuple[int, int]] = None, progress: bool = True,
                 bucket: bool = True, chunk_batches: int = 16, device: str = "auto",
-                on_chunk: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+                on_chunk: Optional[Callable[[int, int], None]] = None, engine: str = "auto",
+                threads: Optional[int] = None, engine_cache=None) -> np.ndarray:
     """The teacher's logits (N, C) float32 for ``examples``, in input order.
 
     With a shard ``(i, n)`` (given, or from the distributed launcher), only that shard's rows
     are labelled and returned (rows ``i, i+n, ...``, in that order); the shard that completes the
-    set merges ``soft_labels.npy``.
+    set merges ``soft_labels.npy``. ``engine``: ``teachers.engines`` name (``auto`` = ONNX Runtime
+    on CPU, dygraph on GPU); ``threads`` and ``engine_cache`` go to its ``EngineOptions``. The
+    engine used and its check against dygraph are written to ``out_dir/engine.json``.
     """
+    from teachers import engines as eng
+
     if not examples:
         raise UserError("no texts to label")
     max_len = int(max_len or teacher.max_len)
     shard = shard or shard_from_env()
-    key = cache_key(weights_sha256(teacher.model), examples, max_len)
+    options = eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache)
+    name = eng.resolve_name(engine, device)
+    weights = weights_sha256(teacher.model)
+    variant = f"{name}:{','.join(options.int8_ops)}" if name in eng.QUANTIZED else None
+    key = cache_key(weights, examples, max_len, variant)
     store = LabelStore(out_dir, key)
     cached = store.cached(len(examples))
     if cached is not None:
@@ -274,7 +286,17 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
     done_index, _ = store.done(shard)
     todo_rows = rows[~np.isin(rows, done_index)]
     data = encode_examples(teacher.tokenizer, [examples[r] for r in todo_rows], max_len=max_len)
-    index, logits = label_encoded(dygraph_predict(teacher.model, device), data, store, todo_rows,
+    predict = dygraph_predict(teacher.model, device)  # nothing left to label: no engine needed
+    if len(data):
+        sample_rows = np.arange(min(len(data), 256 if variant else 32))
+        sample = [make_batch(data, sample_rows)["inputs"]]
+        predict, report = eng.labelling_engine(engine, teacher, sample, options, weights)
+        write_json(store.out_dir / "engine.json", report)
+        if "check" in report:
+            log.info("engine %s vs dygraph on %d rows: max abs diff %.3g, argmax agreement %.4f",
+                     report["engine"], report["check"]["rows"], report["check"]["max_abs_diff"],
+                     report["check"]["argmax_agreement"])
+    index, logits = label_encoded(predict, data, store, todo_rows,
                                   batch_size=batch_size, bucket=bucket,
                                   chunk_batches=chunk_batches, progress=progress,
                                   on_chunk=on_chunk, shard=shard)
@@ -337,6 +359,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chunk-batches", type=int, default=16,
                         help="batches per chunk file (the resume granularity)")
     parser.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
+    parser.add_argument("--engine", default="auto",
+                        choices=("auto", "dygraph", "paddle-inference", "onnx", "onnx-int8"),
+                        help="auto = onnx on CPU, dygraph on GPU; onnx-int8 is checked against "
+                             "dygraph on 256 rows (engine.json)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
+    parser.add_argument("--engine-cache", default=None,
+                        help="exported engines (default: next to a --teacher dir, TEACHER.engines)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -354,11 +383,15 @@ def main(args) -> int:
 
     examples = read_examples(args.input, require_label=False)
     teacher = load_teacher(args.teacher)
+    engine_cache = args.engine_cache
+    if engine_cache is None and Path(args.teacher).is_dir():
+        engine_cache = str(Path(args.teacher).resolve()) + ".engines"
     start = time.perf_counter()
     logits = soft_labels(teacher, examples, args.out, batch_size=args.batch_size,
                          max_len=args.max_len, shard=shard, progress=not args.no_progress,
                          bucket=not args.no_bucket, chunk_batches=args.chunk_batches,
-                         device=args.device)
+                         device=args.device, engine=args.engine, threads=args.threads,
+                         engine_cache=engine_cache)
     seconds = time.perf_counter() - start
     where = Path(args.out) / MERGED
     print(f"{logits.shape[0]} x {logits.shape[1]} soft labels in {seconds:.1f} s"

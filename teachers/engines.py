@@ -1,0 +1,375 @@
+"""Labelling engines: the teacher's logits through Paddle dygraph, Paddle Inference or ONNX Runtime.
+
+    from teachers.engines import EngineOptions, build_engine
+    engine = build_engine("onnx", teacher)           # exported once, cached by weights hash
+    engine.logits({"input_ids": ids, "token_type_ids": types, "attention_mask": mask})  # (B, C)
+
+    distill label --teacher runs/t/teacher --input aug.tsv --out runs/t/labels --engine onnx
+
+Every engine has one interface: ``engine.logits(inputs)`` with ``inputs`` a dict of int64 (B, T)
+arrays (the encoder contract) returns float32 (B, C); an engine is also callable, so it is the
+``predict`` that ``teachers.soft_labels.label_encoded`` takes. Engines (``ENGINES`` registry):
+
+* ``dygraph`` — the Paddle model itself, eval mode, no grad (the reference; GPU when present);
+* ``paddle-inference`` — the ``paddle.jit.save``-d model in Paddle Inference FP32, oneDNN on;
+* ``onnx`` — paddle2onnx -> ONNX Runtime FP32 (DESIGN.md: 4.1x dygraph on this CPU);
+* ``onnx-int8`` — ONNX Runtime dynamic INT8 (MatMul + Gather weights); never picked by ``auto``:
+  its logits move (DESIGN.md: max diff 0.04 on MiniLM), so ``soft_labels`` checks it against
+  ``onnx`` on a sample and reports max abs diff and argmax agreement.
+
+``auto`` = ``onnx`` on CPU, ``dygraph`` on GPU. Threads are fixed per engine (default: the usable
+cores, ``distill.runtime.num_threads``). Exported files are cached under
+``<cache_root>/<sha256(weights)[:16]>/<paddle|onnx|onnx-int8>/`` with an ``engine.json`` holding
+the full hash, so a changed teacher never reuses a stale export. ``cache_root`` defaults to
+``$ERNIE_DISTILL_HOME/engines``; ``distill label`` puts it next to a teacher directory
+(``<teacher>.engines/``). The export itself is ``distill.export_paddle.save_inference_model``
+and ``distill.export_onnx.to_onnx`` / ``quantize_onnx`` (the same code as ``distill export``).
+"""
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from distill.errors import UserError
+from distill.io import atomic_path, home, read_json, write_json
+from distill.registry import Registry
+
+log = logging.getLogger("teachers.engines")
+
+Inputs = Dict[str, np.ndarray]  # input_ids / token_type_ids / attention_mask: (B, T) int64
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+INT8_OPS = ("MatMul", "Gather")  # DESIGN.md: MiniLM 282 -> 605 ex/s, max logit diff 0.04
+FP32_TOLERANCE = 1e-3  # an exported FP32 engine must match dygraph this closely (scaled by |logit|)
+
+
+class EngineError(UserError):
+    """An engine that cannot be built, or an exported FP32 engine that disagrees with dygraph."""
+
+
+@dataclass
+class EngineOptions:
+    """How an engine runs. ``threads=None``: the usable cores (``distill.runtime.num_threads``)."""
+
+    threads: Optional[int] = None
+    device: str = "auto"  # dygraph only: auto, cpu, gpu, gpu:N
+    cache_root: Optional[str] = None  # export cache; None: $ERNIE_DISTILL_HOME/engines
+    mkldnn: bool = True  # paddle-inference: oneDNN kernels
+    int8_ops: Tuple[str, ...] = INT8_OPS  # onnx-int8: op types whose weights become int8
+
+    def resolved_threads(self) -> int:
+        from distill.runtime import num_threads
+
+        return int(self.threads or num_threads())
+
+
+# ------------------------------------------------------------------------------ engines
+
+class Engine:
+    """Base class: ``logits(inputs) -> (B, C) float32``; ``info`` describes files and settings."""
+
+    name = "engine"
+
+    def __init__(self, info: Optional[dict] = None):
+        self.info = dict(info or {})
+
+    def logits(self, inputs: Inputs) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, inputs: Inputs) -> np.ndarray:
+        return self.logits(inputs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, threads={self.info.get('threads')})"
+
+
+def _feed(inputs: Inputs) -> Inputs:
+    return {n: np.ascontiguousarray(inputs[n], dtype=np.int64) for n in INPUT_NAMES}
+
+
+class DygraphEngine(Engine):
+    """The Paddle model in eval mode under ``no_grad`` (per-layer modes restored after each call)."""
+
+    name = "dygraph"
+
+    def __init__(self, model, options: EngineOptions):
+        import paddle
+
+        from distill.runtime import select_device
+
+        place = select_device(options.device)
+        threads = options.resolved_threads()
+        if place == "cpu":
+            paddle.base.core.set_num_threads(threads)
+        else:
+            model.to(device=place)
+        super().__init__({"device": place, "threads": threads})
+        self.model = model
+
+    def logits(self, inputs: Inputs) -> np.ndarray:
+        import paddle
+
+        from distill.trainer import eval_mode
+
+        with eval_mode(self.model):
+            feed = {k: paddle.to_tensor(v) for k, v in _feed(inputs).items()}
+            out = self.model(**feed)["logits"]  # (B, C)
+            return out.astype(paddle.float32).numpy()
+
+
+class PaddleInferenceEngine(Engine):
+    """Paddle Inference FP32 on the jit-saved model (``distill.export_paddle.PaddleRunner``)."""
+
+    name = "paddle-inference"
+
+    def __init__(self, model_dir: Path, options: EngineOptions, info: dict):
+        from distill.export_paddle import PaddleRunner
+
+        threads = options.resolved_threads()
+        self.runner = PaddleRunner(model_dir, int8=False, threads=threads, mkldnn=options.mkldnn)
+        super().__init__(dict(info, threads=threads, mkldnn=options.mkldnn))
+
+    def logits(self, inputs: Inputs) -> np.ndarray:
+        return np.asarray(self.runner(_feed(inputs)), dtype=np.float32)
+
+
+class OnnxEngine(Engine):
+    """ONNX Runtime CPU session, ``intra_op_num_threads`` fixed (``distill.export_onnx.OnnxRunner``)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, options: EngineOptions, info: dict):
+        from distill.export_onnx import OnnxRunner
+
+        threads = options.resolved_threads()
+        self.runner = OnnxRunner(path, threads=threads)
+        super().__init__(dict(info, threads=threads))
+
+    def logits(self, inputs: Inputs) -> np.ndarray:
+        return np.asarray(self.runner(_feed(inputs)), dtype=np.float32)
+
+
+class OnnxInt8Engine(OnnxEngine):
+    name = "onnx-int8"
+
+
+# ------------------------------------------------------------------------------ export cache
+
+def weights_hash(model) -> str:
+    """sha256 of the model's weights (the soft-label cache uses the same hash)."""
+    from teachers.soft_labels import weights_sha256
+
+    return weights_sha256(model)
+
+
+def cache_dir(weights_sha: str, options: EngineOptions) -> Path:
+    """``<cache_root>/<sha[:16]>``: where one teacher's exported engines live."""
+    root = Path(options.cache_root) if options.cache_root else home() / "engines"
+    return root / weights_sha[:16]
+
+
+def _versions() -> Dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("paddlepaddle", "paddle2onnx", "onnxruntime"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = ""
+    return out
+
+
+def _cached(folder: Path, weights_sha: str, settings: dict) -> Optional[dict]:
+    meta_path = folder / "engine.json"
+    if not meta_path.exists():
+        return None
+    meta = read_json(meta_path)
+    if meta.get("weights_sha256") != weights_sha or meta.get("settings") != settings:
+        return None
+    if meta.get("versions") != _versions():
+        return None
+    return meta
+
+
+def _build_artifact(folder: Path, weights_sha: str, settings: dict, build) -> dict:
+    """Return the cached artifact's ``engine.json`` or run ``build(tmp_dir) -> details`` into
+    ``folder`` atomically and write it."""
+    meta = _cached(folder, weights_sha, settings)
+    if meta is not None:
+        return dict(meta, cache_hit=True)
+    start = time.perf_counter()
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        details = build(tmp)
+        meta = {"weights_sha256": weights_sha, "settings": settings, "versions": _versions(),
+                "export_seconds": round(time.perf_counter() - start, 3), "details": details}
+        write_json(tmp / "engine.json", meta)
+    log.info("exported %s in %.1f s", folder, meta["export_seconds"])
+    return dict(meta, cache_hit=False)
+
+
+def export_paddle(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, dict]:
+    """The jit-saved inference model (``model.pdmodel`` + ``model.pdiparams``), cached."""
+    from distill.export_paddle import save_inference_model
+
+    folder = cache_dir(weights_sha, options) / "paddle"
+
+    def build(tmp: Path) -> dict:
+        return {"inputs": save_inference_model(model, tmp / "model")}
+
+    meta = _build_artifact(folder, weights_sha, {}, build)
+    return folder / "model", meta
+
+
+def export_onnx(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, dict]:
+    """paddle2onnx FP32 file, pre-processed for quantization (``distill.export_onnx.to_onnx``)."""
+    from distill.export_onnx import to_onnx
+
+    paddle_dir, _ = export_paddle(model, weights_sha, options)
+    folder = cache_dir(weights_sha, options) / "onnx"
+    meta = _build_artifact(folder, weights_sha, {},
+                           lambda tmp: to_onnx(paddle_dir, tmp / "model.onnx"))
+    return folder / "model.onnx", meta
+
+
+def export_onnx_int8(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, dict]:
+    """ONNX Runtime dynamic INT8 of the FP32 file (weights of ``options.int8_ops`` as int8)."""
+    from distill.export_onnx import quantize_onnx
+
+    fp32, _ = export_onnx(model, weights_sha, options)
+    ops = list(options.int8_ops)
+    folder = cache_dir(weights_sha, options) / "onnx-int8"
+    meta = _build_artifact(folder, weights_sha, {"op_types": ops},
+                           lambda tmp: quantize_onnx(fp32, tmp / "model.onnx", op_types=ops))
+    if not meta["details"].get("quantized_weight_fraction"):
+        raise EngineError(f"{folder}: quantize_dynamic quantized nothing (op types {ops})")
+    return folder / "model.onnx", meta
+
+
+# ------------------------------------------------------------------------------ registry
+
+def _dygraph(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
+    return DygraphEngine(model, options)
+
+
+def _paddle_inference(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
+    path, meta = export_paddle(model, weights_sha or weights_hash(model), options)
+    return PaddleInferenceEngine(path, options, _info(path, meta))
+
+
+def _onnx(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
+    path, meta = export_onnx(model, weights_sha or weights_hash(model), options)
+    return OnnxEngine(path, options, _info(path, meta))
+
+
+def _onnx_int8(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
+    path, meta = export_onnx_int8(model, weights_sha or weights_hash(model), options)
+    return OnnxInt8Engine(path, options, _info(path, meta))
+
+
+def _info(path: Path, meta: dict) -> dict:
+    return {"path": str(path), "cache_hit": meta["cache_hit"],
+            "export_seconds": meta["export_seconds"], "details": meta["details"]}
+
+
+ENGINES = Registry("labelling engine")
+ENGINES.add("dygraph", _dygraph)
+ENGINES.add("paddle-inference", _paddle_inference)
+ENGINES.add("onnx", _onnx)
+ENGINES.add("onnx-int8", _onnx_int8)
+CHOICES = ("auto",) + tuple(ENGINES.names())
+QUANTIZED = ("onnx-int8",)  # engines whose soft labels differ from the model's beyond rounding
+
+
+def resolve_name(name: str, device: str = "auto") -> str:
+    """``auto`` -> ``onnx`` on CPU, ``dygraph`` on GPU; other names are checked and returned."""
+    if name == "auto":
+        from distill.runtime import select_device
+
+        return "dygraph" if select_device(device).startswith("gpu") else "onnx"
+    ENGINES.get(name)  # UserError listing the names when unknown
+    return name
+
+
+def build_engine(name: str, teacher, options: Optional[EngineOptions] = None,
+                 weights_sha: Optional[str] = None) -> Engine:
+    """The engine ``name`` (or ``auto``) for ``teacher`` (a ``Teacher`` or a bare Paddle model).
+
+    Exported engines are built once per weights hash (``weights_sha``: pass it when known) and
+    loaded from the cache afterwards.
+    """
+    options = options or EngineOptions()
+    model = getattr(teacher, "model", teacher)
+    resolved = resolve_name(name, options.device)
+    try:
+        engine = ENGINES.get(resolved)(model, weights_sha, options)
+    except UserError:
+        raise
+    except Exception as err:  # paddle2onnx / ORT / Paddle Inference failures
+        raise EngineError(f"engine '{resolved}': export or load failed: "
+                          f"{type(err).__name__}: {err}") from err
+    engine.info["engine"] = resolved
+    return engine
+
+
+# ------------------------------------------------------------------------------ checks
+
+def compare(engine: Engine, reference: Engine, batches: Sequence[Inputs]) -> Dict[str, float]:
+    """Max abs logit difference and argmax agreement of ``engine`` vs ``reference``."""
+    got = np.concatenate([engine.logits(b) for b in batches])  # (N, C)
+    ref = np.concatenate([reference.logits(b) for b in batches])  # (N, C)
+    return {"rows": int(len(ref)), "max_abs_diff": float(np.abs(got - ref).max()),
+            "argmax_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
+            "reference_max_abs_logit": float(np.abs(ref).max())}
+
+
+def check_fp32(engine: Engine, reference: Engine, batches: Sequence[Inputs],
+               tolerance: float = FP32_TOLERANCE) -> Dict[str, float]:
+    """Raise ``EngineError`` when an FP32 export disagrees with the dygraph model."""
+    result = compare(engine, reference, batches)
+    limit = tolerance * max(1.0, result["reference_max_abs_logit"])
+    if result["max_abs_diff"] > limit:
+        raise EngineError(f"engine '{engine.name}' ({engine.info.get('path')}) differs from "
+                          f"dygraph by {result['max_abs_diff']:.3g} > {limit:.3g} on "
+                          f"{result['rows']} rows; label with --engine dygraph")
+    return result
+
+
+def labelling_engine(name: str, teacher, sample: Sequence[Inputs],
+                     options: Optional[EngineOptions] = None,
+                     weights_sha: Optional[str] = None) -> Tuple[Engine, dict]:
+    """Build engine ``name`` and check it on ``sample`` (padded batches of the texts to label)
+    against the dygraph model; returns ``(engine, report)``.
+
+    FP32 exports must match within ``FP32_TOLERANCE`` (``auto`` falls back to dygraph with a
+    warning when the export fails or disagrees; a named engine raises ``EngineError``). A
+    quantized engine is only measured: ``report["check"]`` has its max abs diff and argmax
+    agreement, for the caller to log and keep next to the soft labels.
+    """
+    options = options or EngineOptions()
+    resolved = resolve_name(name, options.device)
+    report = {"requested": name, "engine": resolved}
+    if resolved == "dygraph":
+        engine = build_engine("dygraph", teacher, options)
+        report.update(threads=engine.info["threads"], device=engine.info["device"])
+        return engine, report
+    try:
+        engine = build_engine(resolved, teacher, options, weights_sha)
+        reference = build_engine("dygraph", teacher, dataclasses.replace(options, device="cpu"))
+        if resolved in QUANTIZED:
+            report["check"] = compare(engine, reference, sample)
+        else:
+            report["check"] = check_fp32(engine, reference, sample)
+    except EngineError as err:
+        if name != "auto":
+            raise
+        log.warning("%s; labelling with dygraph instead", err)
+        engine = build_engine("dygraph", teacher, options)
+        report.update(engine="dygraph", fallback_reason=str(err))
+    report.update({k: engine.info[k] for k in ("threads", "path", "cache_hit", "export_seconds")
+                   if k in engine.info})
+    return engine, report
