@@ -84,7 +84,7 @@ class AugmentConfig:
 
     def check(self) -> None:
         def fail(problem: str):
-            raise AugmentConfigError(f"augment: {problem}")
+            raise AugmentConfigError(problem)
 
         if self.n_iter < 1:
             fail(f"n_iter must be >= 1, got {self.n_iter}")
