@@ -20,9 +20,11 @@ occurrence in input order wins. ``--keep-original`` writes each original (with i
 its own index as ``source_id``) before its samples.
 
 Deterministic: each original's samples come from a ``random.Random`` seeded by
-(``--seed``, its index), so the output is byte-identical for any ``--workers``. The input is
-read once for the POS word pools (words and counts per tag, spilled to a temporary file with
-their segmentation) and streamed in chunks; de-duplication keeps one 64-bit hash per output row.
+(``--seed``, its index), so the output is byte-identical for any ``--workers``. Pass 1 tags
+the rows in chunks, counts the POS word pools (words and counts per tag) and spills the tagged
+rows to a temporary file; pass 2 streams that file in chunks and writes the samples as they
+come (the ~20x larger output is never held in memory; the input rows are, as
+``distill.data.read_examples`` returns a list). De-duplication keeps one 64-bit hash per row.
 
 Python::
 

@@ -31,8 +31,10 @@ class JiebaTagger:
     name = "jieba.posseg"
 
     def __init__(self, mask_token: str):
-        import jieba
-        import jieba.posseg
+        with warnings.catch_warnings():  # jieba 0.42.1 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore", UserWarning)
+            import jieba
+            import jieba.posseg
 
         jieba.setLogLevel(60)  # silence "Building prefix dict..." on stderr
         jieba.initialize()
