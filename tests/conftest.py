@@ -1,2 +1,54 @@
 """Shared test set-up. Importing distill first makes Paddle safe to import (see distill/__init__)."""
 import distill  # noqa: F401
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def toy_sentiment():
+    """A tiny trained BOW student on a synthetic two-label task (export/package/predict tests).
+
+    Returns a dict: ``train``/``test`` (distill.data.Example lists), ``labels``, ``vocab``
+    (students.vocab.WordVocab), ``model`` (BOWStudent in eval mode, ~100 % test accuracy).
+    """
+    import numpy as np
+    import paddle
+
+    from distill.data import Example
+    from students.registry import build_student
+    from students.vocab import WordVocab
+
+    rng = np.random.default_rng(0)
+    labels = ["neg", "pos"]
+    cues = [["bad", "awful", "poor", "boring", "dull"], ["good", "great", "lovely", "superb", "fun"]]
+    filler = [f"w{i}" for i in range(400)]
+
+    def make(n):
+        rows = []
+        for _ in range(n):
+            y = int(rng.integers(2))
+            words = list(rng.choice(filler, size=int(rng.integers(3, 10))))
+            for _ in range(2):
+                words.insert(int(rng.integers(len(words) + 1)), str(rng.choice(cues[y])))
+            rows.append(Example(" ".join(words), label=labels[y]))
+        return rows
+
+    train, test = make(320), make(64)
+    vocab = WordVocab.build([e.text_a for e in train], language="en")
+    paddle.seed(0)
+    model = build_student("bow", {"emb_dim": 32, "hidden_sizes": [32]},
+                          vocab_size=vocab.vocab_size, num_labels=2)
+    optimizer = paddle.optimizer.Adam(learning_rate=1e-2, parameters=model.parameters())
+    y = np.array([labels.index(e.label) for e in train])
+    model.train()
+    for _ in range(4):
+        for start in range(0, len(train), 32):
+            enc = vocab.encode([e.text_a for e in train[start:start + 32]], max_len=32)
+            logits = model(**{k: paddle.to_tensor(v) for k, v in enc.items()})["logits"]
+            loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(y[start:start + 32]))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+    model.eval()
+    return {"train": train, "test": test, "labels": labels, "vocab": vocab, "model": model}
