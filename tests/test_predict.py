@@ -136,3 +136,35 @@ def test_cli_prints_labels_probabilities_and_json(package, tmp_path, capsys):
     assert cli_main(["predict", str(package)]) == 2
     assert "no input texts" in capsys.readouterr().err
     assert cli_main(["predict", str(tmp_path / "missing.tar.gz"), "hello"]) == 2
+
+
+def test_teacher_directory_exports_to_a_package_with_its_wordpiece_tokenizer(toy_sentiment,
+                                                                              tmp_path):
+    from teachers.checkpoint import random_teacher, save_teacher
+    from teachers.config import ErnieConfig
+    from teachers.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
+
+    texts = [e.text_a for e in toy_sentiment["train"]]
+    write_wordpiece_vocab(texts, tmp_path / "vocab.txt")
+    tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt")
+    config = ErnieConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2,
+                         num_heads=2, intermediate_size=64, max_position_embeddings=64)
+    teacher = random_teacher(config, tokenizer, num_labels=2, seed=3, labels=["neg", "pos"])
+    teacher.max_len = 24
+    save_teacher(teacher, tmp_path / "teacher")
+    test = toy_sentiment["test"][:24]
+    result = export_model(tmp_path / "teacher", out_dir=tmp_path / "out", eval_examples=test,
+                          config=ExportConfig(formats=("onnx", "onnx-int8"), timed=False,
+                                              threads=1, max_disagreement=None,
+                                              max_accuracy_drop=0.99),
+                          package="teacher")
+    manifest = load_package(result.package).manifest
+    assert manifest["student"] == "teacher" and manifest["model"]["format"] in ("onnx", "onnx-int8")
+    shipped = result.report(manifest["model"]["format"])
+    texts = [e.text_a for e in test]
+    logits = dygraph_logits(teacher.model, [tokenizer.encode(texts, max_len=24)])
+    got = load_package(result.package).predict(texts)
+    if shipped.format == "onnx":
+        assert [r["label"] for r in got] == [["neg", "pos"][i] for i in logits.argmax(-1)]
+    agreement = np.mean([r["label"] == ["neg", "pos"][i] for r, i in zip(got, logits.argmax(-1))])
+    assert agreement == pytest.approx(shipped.parity["argmax_agreement"])
