@@ -51,24 +51,38 @@ def ran_stages(messages):
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    """The smoke recipe end to end through the command line (the reference run)."""
-    out = tmp_path_factory.mktemp("runs") / "cli"
-    start = time.perf_counter()
-    proc = cli(SMOKE, "--out", out)
-    return out, proc, time.perf_counter() - start
+def both_runs(tmp_path_factory):
+    """The smoke recipe end to end twice, side by side: through the command line in a
+    subprocess (the reference run of the other tests) and through ``distill.run`` here."""
+    base = tmp_path_factory.mktemp("runs")
+    proc = subprocess.Popen([sys.executable, "-m", "distill", "run", str(SMOKE), "--out",
+                             str(base / "cli")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        start = time.perf_counter()
+        report = distill.run(str(SMOKE), out=base / "api", log=lambda m: None)
+        api_seconds = time.perf_counter() - start
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    cli_result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return {"cli": (base / "cli", cli_result), "api": (base / "api", report, api_seconds)}
 
 
 @pytest.fixture(scope="module")
-def api_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "api"
-    start = time.perf_counter()
-    report = distill.run(str(SMOKE), out=out, log=lambda m: None)
-    return out, report, time.perf_counter() - start
+def cli_run(both_runs):
+    return both_runs["cli"]
+
+
+@pytest.fixture(scope="module")
+def api_run(both_runs):
+    return both_runs["api"]
 
 
 def test_cli_end_to_end(cli_run):
-    out, proc, seconds = cli_run
+    out, proc = cli_run
     report = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(report)
     assert set(report["dataset"]) >= {"name", "num_labels", "sizes"}
@@ -90,7 +104,6 @@ def test_cli_end_to_end(cli_run):
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert "package:" in proc.stdout and "bow distilled" in proc.stdout  # the closing table
     assert "[13/13] report: finished" in proc.stderr  # progress per stage, with times
-    print(f"smoke run through the CLI: {seconds:.1f} s")
 
 
 def test_python_api_end_to_end_matches_cli(cli_run, api_run):
@@ -130,27 +143,29 @@ def test_killed_runs_resume_to_the_same_report(cli_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(cli_run[0], run_dir)
 
-    # killed while labelling: some chunks are on disk, soft_labels has no done.json
+    # 1. killed while labelling: some chunks are on disk, soft_labels has no done.json
     killed = cli(SMOKE, "--out", run_dir, "--force", "soft_labels",
                  env={KILL_ENV: "soft_labels:chunk-*.npz"}, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    chunks = list((run_dir / "soft_labels").rglob("chunk-*.npz"))
+    chunks = sorted((run_dir / "soft_labels").rglob("chunk-*.npz"))
     assert chunks and not (run_dir / "soft_labels" / "done.json").exists()
-    resumed = cli(SMOKE, "--out", run_dir)
-    assert "[4/13] teacher soft labels: running" in resumed.stderr
-    assert "[2/13] fine-tune teacher: done before" in resumed.stderr
-    assert "distil bow (seed 0): running" in resumed.stderr  # downstream of the forced stage
-    assert metrics(json.loads((run_dir / "report.json").read_text())) == metrics(reference)
 
-    # killed after the first epoch of a student: the trainer resumes from last/
-    killed = cli(SMOKE, "--out", run_dir, "--force", "distill/bow",
-                 env={KILL_ENV: "distill/bow/seed0:trainer_state.json"}, check=False)
+    # 2. resumed: labelling finishes from its chunks; then killed after a student's first epoch
+    killed = cli(SMOKE, "--out", run_dir, env={KILL_ENV: "distill/bow/seed0:trainer_state.json"},
+                 check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "[2/13] fine-tune teacher: done before" in killed.stderr
+    assert "[4/13] teacher soft labels: finished" in killed.stderr
+    assert chunks[0].exists()  # the first run's chunk was kept, not relabelled
     state = json.loads((run_dir / "distill/bow/seed0/train/last/trainer_state.json").read_text())
     assert 1 <= state["state"]["epoch"] < 4 and not state["state"]["finished"]
+    assert not (run_dir / "distill/bow/seed0/done.json").exists()
+
+    # 3. resumed again: the trainer continues from last/, everything after it runs
     resumed = cli(SMOKE, "--out", run_dir)
+    assert "[4/13] teacher soft labels: done before" in resumed.stderr
     assert "distil bow (seed 0): running" in resumed.stderr
-    assert "distil cnn (seed 0): done before" in resumed.stderr
+    assert "distil cnn (seed 0): running" in resumed.stderr  # downstream of the forced stage
     assert metrics(json.loads((run_dir / "report.json").read_text())) == metrics(reference)
 
 
@@ -159,3 +174,20 @@ def test_force_unknown_stage_is_a_user_error(cli_run, capsys):
 
     code = main(["run", str(SMOKE), "--out", str(cli_run[0]), "--force", "nonsense"])
     assert code == 2 and "--force nonsense: no such stage" in capsys.readouterr().err
+
+
+def test_several_seeds_report_mean_and_std(cli_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_run[0], run_dir)
+    messages = []
+    report = distill.run(str(SMOKE), out=run_dir, seeds=[0, 1], log=messages.append)
+    assert sorted(ran_stages(messages)) == sorted(
+        ["plain bow (seed 1)", "distil bow (seed 1)", "plain cnn (seed 1)", "distil cnn (seed 1)",
+         "report"])  # seed 0's students and the exports (of seed 0) are reused
+    bow = report["students"][0]
+    seed0 = json.loads((run_dir / "distill/bow/seed0/done.json").read_text())["result"]["test"]
+    seed1 = json.loads((run_dir / "distill/bow/seed1/done.json").read_text())["result"]["test"]
+    assert bow["distilled"]["test"]["accuracy"] == pytest.approx((seed0["accuracy"] + seed1["accuracy"]) / 2)
+    assert bow["distilled"]["test"]["accuracy_std"] == pytest.approx(abs(seed0["accuracy"] - seed1["accuracy"]) / 2)
+    assert "accuracy_std" in bow["baseline"]["test"] and "gap_recovered_std" in bow
+    assert report["recipe"]["seeds"] == [0, 1]
