@@ -354,7 +354,7 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("paddle", "onnx"):  # a previous export's FP32 base is rebuilt, never reused
+    for stale in ("paddle", "paddle-int8", "onnx", "onnx-int8"):  # never mix two exports
         shutil.rmtree(out_dir / stale, ignore_errors=True)
     eval_batches = encode_batches(loaded.encoder, eval_examples, max_len, config.eval_batch_size)
     calib_batches = encode_batches(loaded.encoder, calib, max_len, config.calib_batch_size)
