@@ -1,0 +1,217 @@
+"""Accuracy: the eight movies_en / reviews_zh recipes over 3 seeds, plus an ablation.
+
+    python -m bench.quality                      # 8 recipes x 3 seeds (many hours on a CPU)
+    python -m bench.quality --recipes recipes/movies_en/bow_from_minilm.yaml --seeds 0,1,2
+    python -m bench.quality --quick              # the smoke recipe, 3 seeds, same tables
+
+Each recipe runs through ``distill.run`` into ``runs/bench-quality/<recipe name>`` (stages are
+cached: an interrupted bench resumes, a finished one only re-reads the reports). The table
+has the fine-tuned teacher's test accuracy and, per student, plain (gold labels) vs distilled
+test accuracy as mean ± std over the seeds, and the share of the teacher-plain gap recovered.
+
+The ablation (the first student of one recipe per language) separates what each part buys,
+from the same run's files (teacher, augmented rows, soft labels), same seeds and settings:
+
+* plain — gold labels on the training set (the recipe's baseline);
+* no augmentation — the teacher's soft labels on the original training rows only;
+* augmentation without the teacher — augmented rows given their source row's gold label,
+  trained with hard cross-entropy like the plain student;
+* full distillation — soft labels on training + augmented rows (the recipe's student).
+
+Writes bench/results/quality.md and .json; the last line is the summary.
+"""
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, write_results
+
+RECIPES = [f"recipes/movies_en/{k}_from_minilm.yaml" for k in ("bow", "cnn", "lstm", "tiny")] + \
+          [f"recipes/reviews_zh/{k}_from_e5small.yaml" for k in ("bow", "cnn", "lstm", "tiny")]
+ABLATION = ["recipes/movies_en/bow_from_minilm.yaml", "recipes/reviews_zh/bow_from_e5small.yaml"]
+QUICK = ["recipes/smoke.yaml"]
+VARIANTS = ("plain", "no augmentation", "augmentation without teacher", "full distillation")
+
+
+def run_recipe(recipe: str, runs: Path, seeds: Sequence[int]) -> Dict:
+    import distill
+
+    loaded_name = _recipe_name(recipe)
+    start = time.perf_counter()
+    report = distill.run(str(ROOT / recipe), out=runs / loaded_name, seeds=list(seeds))
+    report["_bench_seconds"] = round(time.perf_counter() - start, 1)
+    return report
+
+
+def _recipe_name(recipe: str) -> str:
+    from distill.recipe import load_recipe
+
+    return load_recipe(str(ROOT / recipe)).name
+
+
+def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
+    teacher = report["teacher"]["test"]["accuracy"]
+    rows = []
+    for s in report["students"]:
+        base = (s.get("baseline") or {}).get("test", {})
+        dist = s["distilled"]["test"]
+        rows.append({"recipe": recipe, "dataset": report["dataset"]["name"],
+                     "teacher": report["teacher"]["name"], "teacher_accuracy": teacher,
+                     "student": s["name"], "kind": s["kind"], "params": s["params"],
+                     "plain": base.get("accuracy"), "plain_std": base.get("accuracy_std"),
+                     "distilled": dist.get("accuracy"), "distilled_std": dist.get("accuracy_std"),
+                     "gap_recovered": s.get("gap_recovered"),
+                     "gap_recovered_std": s.get("gap_recovered_std"),
+                     "seeds": report["recipe"]["seeds"]})
+    return rows
+
+
+# ------------------------------------------------------------------------------ ablation
+
+def ablation(recipe: str, runs: Path, seeds: Sequence[int], report: Dict) -> Dict:
+    """The four variants for the recipe's first student (see the module docstring)."""
+    import numpy as np
+
+    from distill.data import Task, read_examples
+    from distill.recipe import load_recipe
+    from distill.report import mean_std
+    from students.train import default_train_config, train_student
+
+    loaded = load_recipe(str(ROOT / recipe))
+    spec = loaded.recipe.students[0]
+    run_dir = runs / loaded.name
+    info = json.loads((run_dir / "fetch" / "task.json").read_text())
+    labels = list(info["labels"])
+    train, dev, test = (read_examples(run_dir / "fetch" / f"{s}.jsonl", labels=labels)
+                        for s in ("train", "dev", "test"))
+    task = Task(info["name"], train, dev, test, labels=labels)
+    aug_path = run_dir / "augment" / "augmented.jsonl"
+    augmented = read_examples(aug_path, require_label=False) if aug_path.exists() else []
+    soft = np.load(run_dir / "soft_labels" / "soft_labels.npy")
+    teacher = None
+    if spec.kind == "tiny" or spec.vocab.get("source") == "teacher":
+        from teachers.checkpoint import load_teacher
+
+        teacher = load_teacher(run_dir / "teacher" / "teacher")
+    max_len = spec.max_len or loaded.recipe.teacher.max_len
+    entry = next(s for s in report["students"] if s["name"] == spec.name)
+    results: Dict[str, Dict] = {
+        "plain": _from_report(entry.get("baseline")),
+        "full distillation": _from_report(entry["distilled"])}
+
+    gold_aug = [dataclasses.replace(ex, label=train[ex.source_id].label) for ex in augmented]
+    variants = {
+        "no augmentation": dict(task=task, teacher_logits=soft[:len(train)], augmented=None,
+                                loss=dict(spec.loss)),
+        "augmentation without teacher": dict(
+            task=dataclasses.replace(task, train=list(train) + gold_aug), teacher_logits=None,
+            augmented=None, loss={"terms": "hard_ce:1"}),
+    }
+    for name, kwargs in variants.items():
+        accs = []
+        for seed in seeds:
+            out = run_dir / "ablation" / name.replace(" ", "_") / f"seed{seed}"
+            done = out / "result.json"
+            if done.exists():
+                accs.append(json.loads(done.read_text())["test"]["accuracy"])
+                continue
+            config = default_train_config(spec.kind, **dict(spec.train, seed=seed,
+                                                             device=loaded.recipe.device))
+            result = train_student(spec.kind, spec.config, kwargs["task"], out, config,
+                                   teacher_logits=kwargs["teacher_logits"],
+                                   augmented=kwargs["augmented"], loss=kwargs["loss"],
+                                   teacher=teacher, vocab=spec.vocab, max_len=max_len,
+                                   progress=False)
+            accs.append(result["test"]["accuracy"])
+        mean, std = mean_std(accs)
+        results[name] = {"accuracy": mean, "accuracy_std": std, "per_seed": accs}
+    return {"recipe": recipe, "student": spec.name, "kind": spec.kind, "seeds": list(seeds),
+            "teacher_accuracy": report["teacher"]["test"]["accuracy"],
+            "train_rows": len(train), "augmented_rows": len(augmented), "variants": results}
+
+
+def _from_report(block: Optional[Dict]) -> Dict:
+    test = (block or {}).get("test", {})
+    return {"accuracy": test.get("accuracy"), "accuracy_std": test.get("accuracy_std")}
+
+
+# ------------------------------------------------------------------------------ output
+
+def _pm(mean, std) -> str:
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+def markdown(info) -> str:
+    rows = [[r["dataset"], r["teacher"], _pm(r["teacher_accuracy"], None), r["student"],
+             _params(r["params"]), _pm(r["plain"], r["plain_std"]),
+             _pm(r["distilled"], r["distilled_std"]),
+             _pm(r["gap_recovered"], r["gap_recovered_std"]) + (" %" if r["gap_recovered"]
+                                                                is not None else "")]
+            for r in info["rows"]]
+    lines = [f"### Accuracy (test set, mean ± std over seeds {info['seeds']})", "",
+             machine_line(info["machine"]) + ".", "",
+             md_table(["data", "teacher", "teacher acc %", "student", "params", "plain %",
+                       "distilled %", "gap recovered"], rows)]
+    for ab in info["ablation"]:
+        lines += ["", f"Ablation, {ab['student']} on {ab['recipe']} ({ab['train_rows']} training "
+                      f"rows, {ab['augmented_rows']} augmented; teacher "
+                      f"{_pm(ab['teacher_accuracy'], None)} %):", "",
+                  md_table(["variant", "test acc %"],
+                           [[v, _pm(ab["variants"][v]["accuracy"], ab["variants"][v]["accuracy_std"])]
+                            for v in VARIANTS])]
+    return "\n".join(lines)
+
+
+def summary(info) -> str:
+    parts = [f"{r['dataset']}/{r['student']} {_pm(r['plain'], None)}->{_pm(r['distilled'], None)}"
+             f" (gap {_pm(r['gap_recovered'], None)}%)" for r in info["rows"]]
+    for ab in info["ablation"]:
+        v = ab["variants"]
+        parts.append(f"ablation {ab['student']}: " + " / ".join(
+            _pm(v[k]["accuracy"], None) for k in VARIANTS))
+    return "quality: " + "; ".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--recipes", default=None, help="comma-separated recipe paths")
+    parser.add_argument("--ablation", default=None,
+                        help="comma-separated recipes to ablate (their first student)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--runs", default=None, help="run folders (default runs/bench-quality)")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    recipes = args.recipes.split(",") if args.recipes else (QUICK if args.quick else RECIPES)
+    to_ablate = args.ablation.split(",") if args.ablation is not None else \
+        (QUICK if args.quick else ABLATION)
+    runs = Path(args.runs) if args.runs else ROOT / "runs" / (
+        "bench-quality-quick" if args.quick else "bench-quality")
+    info = {"machine": machine(), "quick": args.quick, "seeds": seeds, "rows": [],
+            "ablation": [], "seconds": {}}
+    print(machine_line(info["machine"]), flush=True)
+    reports = {}
+    for recipe in dict.fromkeys(recipes + [r for r in to_ablate if r]):
+        print(f"{recipe}: distill.run with seeds {seeds} ...", flush=True)
+        reports[recipe] = run_recipe(recipe, runs, seeds)
+        info["seconds"][recipe] = reports[recipe].pop("_bench_seconds")
+        if recipe in recipes:
+            info["rows"] += recipe_rows(recipe, reports[recipe])
+    for recipe in [r for r in to_ablate if r]:
+        print(f"{recipe}: ablation ...", flush=True)
+        info["ablation"].append(ablation(recipe, runs, seeds, reports[recipe]))
+    path = write_results("quality", info, markdown(info), results_dir(args))
+    print(f"wrote {path}")
+    print(summary(info))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
