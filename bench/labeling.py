@@ -10,7 +10,7 @@ Measured in one process, threads fixed (OMP_NUM_THREADS = cores unless set):
    longest sentence of the file (timed on the first rows; every batch has the same shape);
 3. the optimised path step by step: length bucketing, each engine of ``teachers.engines``
    (dygraph, Paddle Inference, ONNX Runtime FP32; ORT INT8 shown apart, opt-in), ORT threads,
-   batch size, and two ORT sessions of one thread each working on alternate batches;
+   batch size, and ORT sessions of one thread each sharing every batch (``sessions``);
 4. where the time goes in the best configuration (ONNX Runtime's per-operator profile);
 5. the real thing end to end: ``teachers.soft_labels.soft_labels`` over the whole set
    (tokenisation, engine check, chunk files included).
@@ -19,7 +19,6 @@ Throughput is sentences/s; GFLOP/s counts the encoder's GEMM work from the confi
 token counts (``bench.common.encoder_flops``; "executed" also counts padded positions).
 Writes bench/results/labeling.md and .json. The last line printed is the summary.
 """
-import concurrent.futures
 import json
 import os
 import tempfile
@@ -111,25 +110,6 @@ class Measure:
               f"{out['gflops_useful']:>6.1f} GFLOP/s (executed {out['gflops_executed']:.1f}, "
               f"padding {100 * out['padding_fraction']:.0f}%)", flush=True)
         return out
-
-
-def parallel_sessions(path, sessions: int):
-    """``sessions`` ORT sessions of one thread each; a batch list is split between them.
-
-    ONNX Runtime releases the GIL inside ``run``, so the sessions work at the same time: data
-    parallelism instead of intra-op threads (no synchronisation inside each GEMM)."""
-    from distill.export_onnx import OnnxRunner
-
-    runners = [OnnxRunner(path, threads=1) for _ in range(sessions)]
-    pool = concurrent.futures.ThreadPoolExecutor(sessions)
-
-    def run_all(batches):
-        def work(k):
-            return [runners[k](b) for b in batches[k::sessions]]
-
-        return list(pool.map(work, range(sessions)))
-
-    return run_all, pool
 
 
 def profile_onnx(path, batches: Sequence[Dict[str, np.ndarray]], threads: int,
@@ -255,21 +235,23 @@ def bench(quick: bool) -> Dict[str, object]:
     int8_check = compare(engines["onnx-int8"], engines["onnx"], bucketed)
 
     onnx_path = engines["onnx"].info["path"]
+    best_onnx = dict(threads=n_cores, sessions=1)
     if n_cores > 1:
         one = build_engine("onnx", teacher, EngineOptions(threads=1, device="cpu"))
         runs.append(measure.run("onnx, 1 thread", one, bucketed, blens, engine="onnx",
-                                batch_size=NAIVE_BATCH, threads=1, step="threads"))
-        run_all, pool = parallel_sessions(onnx_path, n_cores)
-        run_all(bucketed[:n_cores])
-        start = time.perf_counter()
-        run_all(bucketed)
-        runs.append(measure.result(f"onnx, {n_cores} sessions x 1 thread",
-                                   time.perf_counter() - start, bucketed, blens, engine="onnx",
-                                   batch_size=NAIVE_BATCH, threads=n_cores, sessions=n_cores,
-                                   step="threads"))
-        pool.shutdown()
+                                batch_size=NAIVE_BATCH, threads=1, sessions=1, step="threads"))
+        split = build_engine("onnx", teacher, EngineOptions(threads=n_cores, sessions=n_cores,
+                                                            device="cpu"))
+        runs.append(measure.run(f"onnx, {n_cores} sessions x 1 thread (rows split)", split,
+                                bucketed, blens, engine="onnx", batch_size=NAIVE_BATCH,
+                                threads=n_cores, sessions=n_cores, step="threads"))
+        if runs[-1]["sentences_per_s"] > engine_run(runs, "onnx")["sentences_per_s"]:
+            best_onnx = dict(threads=n_cores, sessions=n_cores)
+    sweep_engine = build_engine("onnx", teacher, EngineOptions(device="cpu", **best_onnx))
+    mode = f"{best_onnx['sessions']} sessions" if best_onnx["sessions"] > 1 else \
+        f"{best_onnx['threads']} threads"
 
-    fused = fused_onnx(onnx_path, config)
+    fused = None if quick else fused_onnx(onnx_path, config)
     if fused is not None:
         from distill.export_onnx import OnnxRunner
 
@@ -277,38 +259,38 @@ def bench(quick: bool) -> Dict[str, object]:
         diff = float(max(np.abs(fused_runner(x) - engines["onnx"](x)).max() for x in bucketed[:4]))
         runs.append(measure.run("onnx + ORT transformer fusions", fused_runner, bucketed, blens,
                                 engine="onnx-fused", batch_size=NAIVE_BATCH, threads=n_cores,
-                                step="fusion", max_abs_diff_vs_onnx=diff))
+                                sessions=1, step="fusion", max_abs_diff_vs_onnx=diff))
 
     for size in sizes["batch_sizes"]:
-        if size == NAIVE_BATCH:
-            runs.append(dict(next(r for r in runs if r["config"] == "onnx, length-bucketed"),
-                             step="batch size"))
-            continue
         b, lens = make_batches(data, size, bucket=True)
-        runs.append(measure.run(f"onnx, length-bucketed, batch {size}", engines["onnx"], b,
-                                lens, engine="onnx", batch_size=size, threads=n_cores,
-                                step="batch size"))
+        runs.append(measure.run(f"onnx, length-bucketed, {mode}, batch {size}", sweep_engine, b,
+                                lens, engine="onnx", batch_size=size, step="batch size",
+                                **best_onnx))
 
     fp32 = [r for r in runs if not r.get("int8") and r["step"] != "naive"
-            and r["engine"] in ("dygraph", "paddle-inference", "onnx") and not r.get("sessions")]
+            and r["engine"] in ("dygraph", "paddle-inference", "onnx")]
     best = max(fp32, key=lambda r: r["sentences_per_s"])
     print(f"best FP32 configuration: {best['config']}", flush=True)
 
     b, lens = make_batches(data, best["batch_size"], bucket=True)
-    profile = profile_onnx(onnx_path, b, best["threads"], config)
+    profile = profile_onnx(onnx_path, b, max(1, best["threads"] // best.get("sessions", 1)),
+                           config)
 
     print(f"end to end: soft_labels over {len(full)} sentences "
-          f"(engine onnx, batch {best['batch_size']}):", flush=True)
+          f"(engine onnx, batch {best['batch_size']}, {best['threads']} threads, "
+          f"{best.get('sessions', 1)} sessions):", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-label-") as tmp:
         start = time.perf_counter()
         soft_labels(teacher, full, tmp, batch_size=best["batch_size"], max_len=max_len,
-                    progress=False, device="cpu", engine="onnx", threads=best["threads"])
+                    progress=False, device="cpu", engine="onnx", threads=best["threads"],
+                    sessions=best.get("sessions", 1))
         e2e_s = time.perf_counter() - start
     full_lengths = encode_examples(teacher.tokenizer, full, max_len=max_len).lengths
     e2e = {"rows": len(full), "seconds": round(e2e_s, 2),
            "sentences_per_s": round(len(full) / e2e_s, 1),
            "gflops_useful": round(encoder_flops(config, full_lengths, num_labels) / e2e_s / 1e9, 1),
-           "engine": "onnx", "batch_size": best["batch_size"]}
+           "engine": "onnx", "batch_size": best["batch_size"], "threads": best["threads"],
+           "sessions": best.get("sessions", 1)}
     print(f"  {e2e['sentences_per_s']} sent/s, {e2e['gflops_useful']} GFLOP/s useful, "
           f"{e2e['seconds']} s", flush=True)
 
@@ -318,6 +300,10 @@ def bench(quick: bool) -> Dict[str, object]:
                 end_to_end=e2e, load_average_end=[round(x, 2) for x in os.getloadavg()])
     info["ratios"] = ratios(info)
     return info
+
+
+def engine_run(runs, engine: str) -> Dict[str, object]:
+    return next(r for r in runs if r["config"] == f"{engine}, length-bucketed")
 
 
 def ratios(info) -> Dict[str, float]:

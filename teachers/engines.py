@@ -58,6 +58,7 @@ class EngineOptions:
     device: str = "auto"  # dygraph only: auto, cpu, gpu, gpu:N
     cache_root: Optional[str] = None  # export cache; None: $ERNIE_DISTILL_HOME/engines
     mkldnn: bool = True  # paddle-inference: oneDNN kernels
+    sessions: int = 1  # onnx engines: >1 splits each batch's rows over this many sessions
     int8_ops: Tuple[str, ...] = INT8_OPS  # onnx-int8: op types whose weights become int8
 
     def resolved_threads(self) -> int:
@@ -137,19 +138,38 @@ class PaddleInferenceEngine(Engine):
 
 
 class OnnxEngine(Engine):
-    """ONNX Runtime CPU session, ``intra_op_num_threads`` fixed (``distill.export_onnx.OnnxRunner``)."""
+    """ONNX Runtime CPU session, ``intra_op_num_threads`` fixed (``distill.export_onnx.OnnxRunner``).
+
+    With ``options.sessions = k > 1``: k sessions of ``threads // k`` threads each; every batch
+    is cut into k row blocks run at the same time (ORT releases the GIL), i.e. data parallelism
+    instead of splitting each GEMM across threads.
+    """
 
     name = "onnx"
 
     def __init__(self, path: Path, options: EngineOptions, info: dict):
         from distill.export_onnx import OnnxRunner
 
-        threads = options.resolved_threads()
-        self.runner = OnnxRunner(path, threads=threads)
-        super().__init__(dict(info, threads=threads))
+        threads, sessions = options.resolved_threads(), max(1, int(options.sessions))
+        per_session = max(1, threads // sessions)
+        self.runners = [OnnxRunner(path, threads=per_session) for _ in range(sessions)]
+        self.pool = None
+        if sessions > 1:
+            import concurrent.futures
+
+            self.pool = concurrent.futures.ThreadPoolExecutor(sessions)
+        super().__init__(dict(info, threads=per_session * sessions, sessions=sessions))
 
     def logits(self, inputs: Inputs) -> np.ndarray:
-        return np.asarray(self.runner(_feed(inputs)), dtype=np.float32)
+        feed = _feed(inputs)
+        rows = len(feed["input_ids"])
+        if self.pool is None or rows < 2:
+            return np.asarray(self.runners[0](feed), dtype=np.float32)
+        bounds = np.linspace(0, rows, len(self.runners) + 1).astype(int)
+        parts = [{k: v[a:b] for k, v in feed.items()} for a, b in zip(bounds[:-1], bounds[1:])
+                 if b > a]
+        outs = self.pool.map(lambda job: job[0](job[1]), zip(self.runners, parts))
+        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outs])  # (B, C)
 
 
 class OnnxInt8Engine(OnnxEngine):

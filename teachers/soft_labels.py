@@ -254,13 +254,14 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
                 shard: Optional[Tuple[int, int]] = None, progress: bool = True,
                 bucket: bool = True, chunk_batches: int = 16, device: str = "auto",
                 on_chunk: Optional[Callable[[int, int], None]] = None, engine: str = "auto",
-                threads: Optional[int] = None, engine_cache=None) -> np.ndarray:
+                threads: Optional[int] = None, engine_cache=None, sessions: int = 1) -> np.ndarray:
     """The teacher's logits (N, C) float32 for ``examples``, in input order.
 
     With a shard ``(i, n)`` (given, or from the distributed launcher), only that shard's rows
     are labelled and returned (rows ``i, i+n, ...``, in that order); the shard that completes the
     set merges ``soft_labels.npy``. ``engine``: ``teachers.engines`` name (``auto`` = ONNX Runtime
-    on CPU, dygraph on GPU); ``threads`` and ``engine_cache`` go to its ``EngineOptions``. The
+    on CPU, dygraph on GPU); ``threads``, ``sessions`` (ONNX engines: row blocks run in parallel
+    sessions) and ``engine_cache`` go to its ``EngineOptions``. The
     engine used and its check against dygraph are written to ``out_dir/engine.json``.
     """
     from teachers import engines as eng
@@ -269,7 +270,8 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
         raise UserError("no texts to label")
     max_len = int(max_len or teacher.max_len)
     shard = shard or shard_from_env()
-    options = eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache)
+    options = eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache,
+                                sessions=sessions)
     name = eng.resolve_name(engine, device)
     weights = weights_sha256(teacher.model)
     variant = f"{name}:{','.join(options.int8_ops)}" if name in eng.QUANTIZED else None
@@ -364,6 +366,9 @@ def add_arguments(parser) -> None:
                         help="auto = onnx on CPU, dygraph on GPU; onnx-int8 is checked against "
                              "dygraph on 256 rows (engine.json)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
+    parser.add_argument("--sessions", type=int, default=1,
+                        help="ONNX engines: split each batch over this many sessions "
+                             "(threads/sessions threads each)")
     parser.add_argument("--engine-cache", default=None,
                         help="exported engines (default: next to a --teacher dir, TEACHER.engines)")
     parser.add_argument("--no-progress", action="store_true")
@@ -391,7 +396,7 @@ def main(args) -> int:
                          max_len=args.max_len, shard=shard, progress=not args.no_progress,
                          bucket=not args.no_bucket, chunk_batches=args.chunk_batches,
                          device=args.device, engine=args.engine, threads=args.threads,
-                         engine_cache=engine_cache)
+                         engine_cache=engine_cache, sessions=args.sessions)
     seconds = time.perf_counter() - start
     where = Path(args.out) / MERGED
     print(f"{logits.shape[0]} x {logits.shape[1]} soft labels in {seconds:.1f} s"

@@ -120,3 +120,14 @@ def test_soft_labels_through_onnx_equal_dygraph(teacher, examples, options, tmp_
     assert not np.array_equal(int8, onnx)  # own cache key: not the FP32 labels from the cache
     np.testing.assert_array_equal(
         soft_labels(teacher, examples, tmp_path / "onnx", engine="onnx", **common), onnx)
+
+
+def test_onnx_sessions_split_rows_and_match(teacher, options, batches, reference):
+    import dataclasses
+
+    engine = build_engine("onnx", teacher, dataclasses.replace(options, threads=2, sessions=2))
+    assert engine.info["sessions"] == 2 and len(engine.runners) == 2
+    got = np.concatenate([engine.logits(b) for b in batches] + [engine.logits(
+        {k: v[:1] for k, v in batches[0].items()})])  # a 1-row batch is not split
+    np.testing.assert_allclose(got[:-1], reference, atol=1e-4)
+    np.testing.assert_allclose(got[-1], reference[0], atol=1e-4)
