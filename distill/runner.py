@@ -469,7 +469,7 @@ class RunPlan:
         ref = ctx.result(f"export/{s.name}")["reference"]
         teacher = ctx.result("teacher")
         task = ctx.result("fetch")
-        name = f"{self.loaded.name}-{s.name}"
+        name = self.loaded.name if len(self.recipe.students) == 1 else f"{self.loaded.name}-{s.name}"
         meta = pk.PackageMeta(teacher=teacher["name"], student=s.kind, max_len=ref["max_len"],
                               text_pairs=bool(ref.get("text_pairs")),
                               extra={"recipe": self.loaded.name, "student_name": s.name,
