@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import distill
-from distill.stages import KILL_ENV
+from distill.stages import KILL_ENV, Pipeline, Stage, StageFailed, needs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "recipes" / "smoke.yaml"
@@ -48,6 +48,55 @@ def metrics(report: dict) -> dict:
 
 def ran_stages(messages):
     return [m.split("] ", 1)[1].split(":")[0] for m in messages if m.endswith("running ...")]
+
+
+# ---------------------------------------------------------------- the stage framework alone
+def toy_pipeline(run_dir, settings, calls, force=None):
+    """a -> b -> c and a -> d; each stage records that it ran and returns its input sum."""
+    def make(key):
+        def fn(ctx):
+            calls.append(key)
+            (ctx.dir / "partial.txt").write_text("work")
+            return {"value": settings[key] + sum(ctx.result(d)["value"] for d in ctx.stage.deps)}
+        return fn
+    stages = [Stage("a", "a", make("a"), {"x": settings["a"]}),
+              Stage("b", "b", make("b"), {"x": settings["b"]}, deps=["a"]),
+              Stage("c", "c", make("c"), {"x": settings["c"]}, deps=["b"]),
+              Stage("d/one", "d", make("d"), {"x": settings["d"]}, deps=["a"])]
+    return Pipeline(run_dir, stages, force=force, log=lambda m: None)
+
+
+def test_pipeline_skips_and_propagates_changes_downstream_only(tmp_path):
+    settings, calls = {"a": 1, "b": 2, "c": 3, "d": 4}, []
+    records = toy_pipeline(tmp_path, settings, calls).run()
+    assert calls == ["a", "b", "c", "d"] and records["c"].result == {"value": 6}
+    calls.clear()
+    toy_pipeline(tmp_path, settings, calls).run()
+    assert calls == []
+    records = toy_pipeline(tmp_path, dict(settings, b=20), calls).run()
+    assert calls == ["b", "c"] and records["c"].result == {"value": 24}
+    calls.clear()
+    toy_pipeline(tmp_path, dict(settings, b=20), calls, force=["b"]).run()
+    assert calls == ["b", "c"]
+    done = json.loads((tmp_path / "d/one/done.json").read_text())
+    assert set(done) >= {"fingerprint", "seconds", "result"}
+
+
+def test_pipeline_keeps_partial_work_of_the_same_fingerprint_only(tmp_path):
+    settings, calls = {"a": 1, "b": 2, "c": 3, "d": 4}, []
+    toy_pipeline(tmp_path, settings, calls).run()
+    (tmp_path / "c" / "done.json").unlink()  # as if killed before c finished
+    (tmp_path / "c" / "resume-me").write_text("chunk")
+    toy_pipeline(tmp_path, settings, calls).run()
+    assert (tmp_path / "c" / "resume-me").exists()  # same fingerprint: kept for the stage to resume
+    (tmp_path / "c" / "done.json").unlink()
+    toy_pipeline(tmp_path, dict(settings, c=30), calls).run()
+    assert not (tmp_path / "c" / "resume-me").exists()  # other settings: started afresh
+
+
+def test_a_missing_module_names_the_stage():
+    with pytest.raises(StageFailed, match="stage 'export' needs module distill.no_such_module"):
+        needs("export", "distill.no_such_module")
 
 
 @pytest.fixture(scope="module")
