@@ -8,17 +8,20 @@ directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
     name: my_task              # run name (default: the file name)
     seeds: [0]                 # student training seeds; several seeds give mean and _std
     device: auto               # auto | cpu | gpu | gpu:N
-    data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format: tsv, columns: {...}}
-    teacher: {source: minilm-l6 | PATH | random, max_len, finetune: {...}, labels: {...}}
-    augment: {enabled, n_iter, seed, max_source, rules: {...}}
-    students: [{name, kind, config: {...}, vocab: {...}, loss: {...}, baseline, train: {...}}]
-    export: {enabled, formats, calib_size, max_accuracy_drop, threads, package}
+    data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format, columns, ...}
+    teacher: {source: minilm-l6 | PATH | random, random: {ErnieConfig fields}, max_len,
+              finetune: {enabled, max_train, train_layers, + TrainConfig fields},
+              labels: {batch_size, engine: onnx | paddle, chunk_batches}}
+    augment: {enabled, max_source, + AugmentConfig fields (n_iter, p_mask, p_pos, p_ng, seed...)}
+    students: [{name, kind, config: {the kind's config}, vocab: VocabConfig, loss: LossConfig,
+                baseline, train: TrainConfig, baseline_train, max_len}]
+    export: {enabled, package, teacher, + ExportConfig fields (formats, calib_size, threads...)}
 
 Settings that belong to another module (the trainer's ``TrainConfig``, a student's config, the
-augmenter's options, the loss weights) are validated against that module's own dataclass, so
-there is one definition of each setting. Command line overrides use the same paths:
-``distill run R.yaml --set teacher.finetune.train.epochs=1 --set students[0].train.lr=0.01``
-(a student may also be named: ``students.bow.train.lr=0.01``).
+augmenter's ``AugmentConfig``, the loss, the exporter's ``ExportConfig``) are validated against
+that module's own dataclass, so there is one definition of each setting. Command line
+overrides use the same paths: ``distill run R.yaml --set teacher.finetune.epochs=1 --set
+students[0].train.lr=0.01`` (a student may also be named: ``students.bow.train.lr=0.01``).
 """
 import copy
 import dataclasses
