@@ -290,13 +290,14 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
     data = encode_examples(teacher.tokenizer, [examples[r] for r in todo_rows], max_len=max_len)
     predict = dygraph_predict(teacher.model, device)  # nothing left to label: no engine needed
     if len(data):
-        sample_rows = np.arange(min(len(data), 256 if variant else 32))
+        sample_rows = np.arange(min(len(data), 256 if variant else eng.DYGRAPH_CHECK_ROWS))
         sample = [make_batch(data, sample_rows)["inputs"]]
         predict, report = eng.labelling_engine(engine, teacher, sample, options, weights)
         write_json(store.out_dir / "engine.json", report)
         if "check" in report:
-            log.info("engine %s vs dygraph on %d rows: max abs diff %.3g, argmax agreement %.4f",
-                     report["engine"], report["check"]["rows"], report["check"]["max_abs_diff"],
+            log.info("engine %s vs %s on %d rows: max abs diff %.3g, argmax agreement %.4f",
+                     report["engine"], report["check"]["reference"], report["check"]["rows"],
+                     report["check"]["max_abs_diff"],
                      report["check"]["argmax_agreement"])
     index, logits = label_encoded(predict, data, store, todo_rows,
                                   batch_size=batch_size, bucket=bucket,
@@ -363,8 +364,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
     parser.add_argument("--engine", default="auto",
                         choices=("auto", "dygraph", "paddle-inference", "onnx", "onnx-int8"),
-                        help="auto = onnx on CPU, dygraph on GPU; onnx-int8 is checked against "
-                             "dygraph on 256 rows (engine.json)")
+                        help="auto = onnx on CPU, dygraph on GPU; onnx-int8 is compared with onnx "
+                             "FP32 on 256 rows (engine.json)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
     parser.add_argument("--sessions", type=int, default=1,
                         help="ONNX engines: split each batch over this many sessions "

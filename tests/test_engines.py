@@ -105,6 +105,7 @@ def test_exports_are_cached_by_weights_hash(examples, teacher, options, tmp_path
 def test_labelling_engine_reports_the_int8_check(teacher, options, batches):
     engine, report = labelling_engine("onnx-int8", teacher, batches[:1], options)
     assert report["engine"] == "onnx-int8" and report["check"]["rows"] == 16
+    assert report["check"]["reference"] == "onnx" and report["fp32_check"]["max_abs_diff"] < 1e-4
     assert 0 < report["check"]["max_abs_diff"] < 1
 
 
