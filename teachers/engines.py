@@ -25,7 +25,6 @@ the full hash, so a changed teacher never reuses a stale export. ``cache_root`` 
 (``<teacher>.engines/``). The export itself is ``distill.export_paddle.save_inference_model``
 and ``distill.export_onnx.to_onnx`` / ``quantize_onnx`` (the same code as ``distill export``).
 """
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -382,7 +381,7 @@ def labelling_engine(name: str, teacher, sample: Sequence[Inputs],
     head = [{k: v[:DYGRAPH_CHECK_ROWS] for k, v in sample[0].items()}]
     try:
         engine = build_engine(resolved, teacher, options, weights_sha)
-        dygraph = build_engine("dygraph", teacher, dataclasses.replace(options, device="cpu"))
+        dygraph = build_engine("dygraph", teacher, options)  # the model where it already runs
         if resolved in QUANTIZED:
             fp32 = build_engine("onnx", teacher, options, weights_sha)
             report["fp32_check"] = check_fp32(fp32, dygraph, head)
