@@ -143,14 +143,25 @@ def gemm_peak(size: int = 2048, repeat: int = 5, threads: Optional[int] = None
     np.dot(a, b)
     out["numpy"] = flops / timed(lambda: np.dot(a, b), repeat) / 1e9
 
-    session = _ort_matmul_session(size, threads)
+    session = _ort_matmul_session(size, size, size, threads)
     session.run(None, {"a": a, "b": b})
     out["onnxruntime"] = flops / timed(lambda: session.run(None, {"a": a, "b": b}), repeat) / 1e9
     out["best"] = max(out["paddle"], out["numpy"], out["onnxruntime"])
     return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def _ort_matmul_session(size: int, threads: int):
+def ort_gemm(m: int, k: int, n: int, threads: int, repeat: int = 5) -> float:
+    """GFLOP/s of ONNX Runtime on one (m x k) @ (k x n) FP32 MatMul (e.g. an encoder's shape)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    session = _ort_matmul_session(m, k, n, threads)
+    session.run(None, {"a": a, "b": b})
+    return round(gemm_flops(m, k, n) / timed(lambda: session.run(None, {"a": a, "b": b}),
+                                             repeat) / 1e9, 1)
+
+
+def _ort_matmul_session(m: int, k: int, n: int, threads: int):
     import onnx
     from onnx import TensorProto, helper
 
@@ -158,12 +169,12 @@ def _ort_matmul_session(size: int, threads: int):
 
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size]),
-         helper.make_tensor_value_info("b", TensorProto.FLOAT, [size, size])],
-        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])])
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [k, n])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    path = RESULTS / ".gemm.onnx"
+    path = RESULTS / f".gemm-{os.getpid()}.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     try:

@@ -131,10 +131,10 @@ def bench(quick: bool) -> Dict[str, object]:
     from teachers.checkpoint import load_teacher
 
     threads = cores()
-    settings = MeasureSettings(warmup_runs=5, latency_runs=20, latency_sentences=20,
-                               throughput_batches=2) if quick else MeasureSettings(
+    settings = MeasureSettings(warmup_runs=3, latency_runs=10, latency_sentences=10,
+                               throughput_batches=1) if quick else MeasureSettings(
         warmup_runs=10, latency_runs=200, latency_sentences=100, throughput_batches=20)
-    eval_rows, calib_size = (64, 16) if quick else (640, 200)
+    eval_rows, calib_size = (32, 8) if quick else (640, 200)
     info = {"machine": machine(), "quick": quick, "threads": threads, "max_len": MAX_LEN,
             "eval_sentences": eval_rows, "calib_size": calib_size,
             "settings": {"warmup_runs": settings.warmup_runs,
