@@ -99,7 +99,10 @@ class LabelSpec:
     """Soft labels (teacher logits) for the training and augmented rows."""
 
     batch_size: int = 64
-    engine: typing.Literal["onnx", "paddle"] = "onnx"   # onnx: ONNX Runtime FP32 (~4x on CPU)
+    # auto: ONNX Runtime FP32 on CPU (~4x Paddle dygraph), dygraph on GPU; see teachers/engines.py
+    engine: typing.Literal["auto", "dygraph", "paddle-inference", "onnx", "onnx-int8"] = "auto"
+    threads: Optional[int] = None            # None: every usable core
+    sessions: int = 1                        # ONNX engines: parallel sessions per batch
     chunk_batches: int = 16                  # batches per resumable chunk on disk
 
 

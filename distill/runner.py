@@ -342,52 +342,16 @@ class RunPlan:
         teacher = self.load_teacher(ctx)
         task = self.task(ctx)
         examples = list(task.train) + list(self.augmented(ctx))
-        predict, engine = self._label_engine(ctx, teacher, examples, spec.engine)
-        key = sl.cache_key(sl.weights_sha256(teacher.model), examples, teacher.max_len)
-        store = sl.LabelStore(ctx.dir, key)
-        logits = store.cached(len(examples))
-        if logits is None:
-            write_json(ctx.dir / sl.KEY_FILE, {"key": key, "num_examples": len(examples),
-                                               "max_len": teacher.max_len, "teacher": teacher.name,
-                                               "labels": list(teacher.labels)})
-            shard = (0, 1)
-            rows = sl.shard_rows(len(examples), shard)
-            done, _ = store.done(shard)
-            todo = rows[~np.isin(rows, done)]
-            encoded = sl.encode_examples(teacher.tokenizer, [examples[r] for r in todo],
-                                         max_len=teacher.max_len)
-            sl.label_encoded(predict, encoded, store, todo, batch_size=spec.batch_size,
-                             chunk_batches=spec.chunk_batches, shard=shard)
-            logits = sl.merge_shards(ctx.dir, 1)
+        logits = sl.soft_labels(teacher, examples, ctx.dir, batch_size=spec.batch_size,
+                                chunk_batches=spec.chunk_batches, device=self.recipe.device,
+                                engine=spec.engine, threads=spec.threads, sessions=spec.sessions,
+                                engine_cache=ctx.dir / "engines")
         agree = float((logits[: len(task.train)].argmax(1) ==
                        _label_array(task.train, task.labels)).mean())
-        return {"rows": len(examples), "train_rows": len(task.train), "engine": engine,
-                "file": sl.MERGED, "train_agreement": agree}
-
-    def _label_engine(self, ctx: StageContext, teacher, examples, engine: str):
-        """``(predict, name)``: the teacher through ONNX Runtime FP32 on CPU (about 4x Paddle
-        dygraph; checked against dygraph on a sample first), else Paddle dygraph (GPU, or asked)."""
-        sl = needs("soft_labels", "teachers.soft_labels")
-        from distill.runtime import num_threads, select_device
-
-        dygraph = sl.dygraph_predict(teacher.model, self.recipe.device)
-        if engine == "paddle" or select_device(self.recipe.device).startswith("gpu"):
-            return dygraph, "paddle"
-        exp_paddle = needs("soft_labels", "distill.export_paddle", "Paddle inference export")
-        exp_onnx = needs("soft_labels", "distill.export_onnx", "ONNX export")
-        onnx_path = ctx.dir / "teacher_onnx" / "model.onnx"
-        if not onnx_path.exists():
-            exp_paddle.save_inference_model(teacher.model, ctx.dir / "teacher_paddle")
-            exp_onnx.to_onnx(ctx.dir / "teacher_paddle", onnx_path)
-        runner = exp_onnx.OnnxRunner(onnx_path, threads=num_threads())
-        sample = sl.encode_examples(teacher.tokenizer, examples[:32], max_len=teacher.max_len)
-        batch = sl.make_batch(sample, np.arange(len(sample)))
-        diff = float(np.abs(runner(batch["inputs"]) - dygraph(batch["inputs"])).max())
-        if diff > 1e-3:  # never label with an engine that disagrees with the model
-            print(f"soft_labels: the ONNX teacher differs from Paddle by {diff:.2e}; "
-                  f"labelling with Paddle", file=sys.stderr)
-            return dygraph, "paddle"
-        return runner, "onnx"
+        engine = read_json(ctx.dir / "engine.json") if (ctx.dir / "engine.json").exists() else {}
+        return {"rows": len(examples), "train_rows": len(task.train), "file": sl.MERGED,
+                "engine": engine.get("engine", spec.engine), "check": engine.get("check"),
+                "train_agreement": agree}
 
     def _student_fn(self, spec: StudentSpec, seed: int, distilled: bool):
         def fn(ctx: StageContext) -> dict:
