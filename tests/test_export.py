@@ -211,3 +211,27 @@ def test_cli_export_writes_artifacts_report_and_package(toy_sentiment, tmp_path,
     assert (tmp_path / "out" / "export_report.json").is_file()
     assert cli_main(["export", str(tmp_path), "--out", str(tmp_path / "x"),
                      "--eval", str(tmp_path / "test.tsv")]) == 2
+
+
+def test_rejected_onnx_int8_is_retried_per_channel_and_without_each_op_type(toy_sentiment,
+                                                                            tmp_path):
+    """A random BOW whose two logits are almost tied: INT8 noise flips argmaxes; with no labels
+    and a zero tolerance the guard rejects it and the retries are recorded with their verdicts."""
+    vocab = toy_sentiment["vocab"]
+    model = _model("bow", vocab.vocab_size)
+    weight = model.classifier.weight.numpy()  # (H, 2)
+    model.classifier.weight.set_value(np.stack([weight[:, 0], weight[:, 0] + 1e-4], axis=1))
+    model.classifier.bias.set_value(np.zeros(2, dtype=np.float32))
+    texts = [e.text_a for e in toy_sentiment["test"]]  # unlabelled: the guard uses agreement
+    result = export_model(model, vocab, tmp_path, eval_examples=texts,
+                          config=ExportConfig(formats=("onnx-int8",), max_accuracy_drop=0.0,
+                                              **FAST))
+    report = result.report("onnx-int8")
+    retries = report.details["retries"]
+    assert [r["variant"] for r in retries][0] == "per_channel=True"
+    assert {"Gather left in FP32", "Gemm left in FP32"} <= {r["variant"] for r in retries}
+    if report.accepted:
+        assert report.reason.startswith(next(r["variant"] for r in retries if r["accepted"]))
+    else:
+        assert "argmax differs" in report.reason and report.details["excluded_op_types"] == []
+    assert result.reference["test"] is None
