@@ -15,17 +15,20 @@ Measured in one process, threads fixed (OMP_NUM_THREADS = cores unless set):
 5. the real thing end to end: ``teachers.soft_labels.soft_labels`` over the whole set
    (tokenisation, engine check, chunk files included).
 
+Steps 1-3 are timed in interleaved rounds (every configuration and the GEMM peak once per
+round, best pass kept), so a busy spell of a shared CPU does not favour one configuration.
 Throughput is sentences/s; GFLOP/s counts the encoder's GEMM work from the config and the real
 token counts (``bench.common.encoder_flops``; "executed" also counts padded positions).
 Writes bench/results/labeling.md and .json. The last line printed is the summary.
 """
 import json
+from dataclasses import dataclass, field
 import os
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -99,20 +102,60 @@ def make_batches(data, batch_size: int, bucket: bool, width: Optional[int] = Non
 
 # ------------------------------------------------------------------------------ measuring
 
+@dataclass
+class Case:
+    """One configuration: an engine over prepared batches (``facts`` go into the result)."""
+
+    label: str
+    predict: Callable[[Dict[str, np.ndarray]], np.ndarray]
+    batches: List[Dict[str, np.ndarray]]
+    lengths: List[np.ndarray]  # real token counts of each batch's rows
+    facts: Dict[str, object]
+    seconds: List[float] = field(default_factory=list)  # one pass per round
+
+    def time_pass(self) -> float:
+        if not self.seconds:
+            self.predict(self.batches[0])  # warm-up: allocations, oneDNN/ORT kernel choice
+        start = time.perf_counter()
+        for inputs in self.batches:
+            self.predict(inputs)
+        self.seconds.append(time.perf_counter() - start)
+        return self.seconds[-1]
+
+
+def run_rounds(cases: Sequence[Case], rounds: int, gemm_size: int, threads: int
+               ) -> List[Dict[str, float]]:
+    """Time every case once per round, cases interleaved, with the GEMM peak measured in every
+    round too: a slow spell of the shared CPU then hits all configurations alike, and the best
+    pass of each (the least disturbed) is compared. Returns the peak of each round."""
+    peaks = []
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds}:", flush=True)
+        peaks.append(gemm_peak(size=gemm_size, repeat=2, threads=threads))
+        print(f"  GEMM {gemm_size}^2: Paddle {peaks[-1]['paddle']} / NumPy {peaks[-1]['numpy']}"
+              f" / ONNX Runtime {peaks[-1]['onnxruntime']} GFLOP/s", flush=True)
+        for case in cases:
+            seconds = case.time_pass()
+            rows = sum(len(x) for x in case.lengths)
+            print(f"  {case.label:<52} {rows / seconds:8.1f} sent/s", flush=True)
+    return peaks
+
+
 class Measure:
-    """Times an engine over prepared batches and turns it into sentences/s and GFLOP/s."""
+    """Turns timed passes into sentences/s and GFLOP/s (useful = real tokens, executed =
+    padded positions; ``bench.common.encoder_flops``)."""
 
     def __init__(self, config, num_labels: int):
         self.config, self.num_labels = config, num_labels
 
-    def run(self, label: str, predict, batches: Sequence[Dict[str, np.ndarray]],
-            lengths: Sequence[np.ndarray], **facts) -> Dict[str, object]:
-        predict(batches[0])  # warm-up (first-call allocations, oneDNN/ORT kernel choice)
-        start = time.perf_counter()
-        for inputs in batches:
-            predict(inputs)
-        seconds = time.perf_counter() - start
-        return self.result(label, seconds, batches, lengths, **facts)
+    def case_result(self, case: Case) -> Dict[str, object]:
+        out = self.result(case.label, min(case.seconds), case.batches, case.lengths,
+                          **case.facts)
+        rows = out["rows"]
+        out["sentences_per_s_range"] = [round(rows / max(case.seconds), 1),
+                                        round(rows / min(case.seconds), 1)]
+        out["passes"] = len(case.seconds)
+        return out
 
     def result(self, label, seconds, batches, lengths, **facts) -> Dict[str, object]:
         rows = int(sum(len(x) for x in lengths))
@@ -127,9 +170,6 @@ class Measure:
                "gflops_executed": round(executed / seconds / 1e9, 1),
                "padding_fraction": round(1 - real.sum() / padded.sum(), 4)}
         out.update(facts)
-        print(f"  {label:<46} {out['sentences_per_s']:>8.1f} sent/s "
-              f"{out['gflops_useful']:>6.1f} GFLOP/s (executed {out['gflops_executed']:.1f}, "
-              f"padding {100 * out['padding_fraction']:.0f}%)", flush=True)
         return out
 
 
@@ -197,23 +237,19 @@ def fused_onnx(path, config) -> Optional[Path]:
 
 def bench(quick: bool) -> Dict[str, object]:
     from distill.batching import encode_examples
+    from distill.export_onnx import OnnxRunner
     from teachers.checkpoint import load_teacher
     from teachers.engines import EngineOptions, build_engine, compare
     from teachers.soft_labels import soft_labels
 
-    sizes = dict(sweep=192, naive=32, end_to_end=192, batch_sizes=[16, 32, 64], gemm=1024,
-                 probe=128) if quick else dict(sweep=2048, naive=512, end_to_end=None,
-                                               batch_sizes=[8, 16, 32, 64, 128, 256],
-                                               gemm=2048, probe=512)
-    n_cores = cores()
+    sizes = dict(sweep=128, naive=32, end_to_end=192, batch_sizes=[16, 64], gemm=1024,
+                 probe=128, rounds=2) if quick else dict(
+        sweep=1024, naive=256, end_to_end=None, batch_sizes=[8, 16, 64, 128, 256], gemm=2048,
+        probe=512, rounds=3)
+    n = cores()
     info = {"machine": machine(), "quick": quick, "teacher": TEACHER, "data": f"{DATA} train",
-            "sizes": sizes, "threads": n_cores, "max_len": 128}
+            "sizes": sizes, "threads": n, "max_len": 128}
     print(machine_line(info["machine"]), flush=True)
-
-    print("FP32 GEMM peak:", flush=True)
-    peak = gemm_peak(size=sizes["gemm"], repeat=3 if quick else 5, threads=n_cores)
-    print(f"  {sizes['gemm']}^2 matmul, {n_cores} threads: Paddle {peak['paddle']} / NumPy "
-          f"{peak['numpy']} / ONNX Runtime {peak['onnxruntime']} GFLOP/s", flush=True)
 
     teacher = load_teacher(TEACHER, num_labels=2)
     info["probe"] = probe_head(teacher, load_texts(sizes["probe"], seed=1))
@@ -223,112 +259,102 @@ def bench(quick: bool) -> Dict[str, object]:
     max_len = info["max_len"]  # no truncation: the longest train sentence has 72 tokens
     info["encoder"] = {"layers": config.num_layers, "hidden": config.hidden_size,
                        "intermediate": config.intermediate_size, "heads": config.num_heads}
-    examples = load_texts(sizes["sweep"])
-    data = encode_examples(teacher.tokenizer, examples, max_len=max_len)
+    data = encode_examples(teacher.tokenizer, load_texts(sizes["sweep"]), max_len=max_len)
     full = load_texts(sizes["end_to_end"])
     file_width = int(encode_examples(teacher.tokenizer, load_texts(), max_len=max_len
                                      ).lengths.max())
-    measure = Measure(config, num_labels)
-    runs: List[Dict[str, object]] = []
 
-    print(f"naive baseline (dygraph, file order, padded to the file's longest: {file_width} "
-          f"tokens, batch {NAIVE_BATCH}):", flush=True)
-    opts = EngineOptions(threads=n_cores, device="cpu")
-    dygraph = build_engine("dygraph", teacher, opts)
-    naive_rows = data.subset(np.arange(min(sizes["naive"], len(data))))
-    b, lens = make_batches(naive_rows, NAIVE_BATCH, bucket=False, width=file_width)
-    naive = measure.run("naive: dygraph, file order, pad to file max", dygraph, b, lens,
-                        engine="dygraph", batch_size=NAIVE_BATCH, threads=n_cores, step="naive")
-    runs.append(naive)
+    def onnx(threads: int, sessions: int = 1):
+        return build_engine("onnx", teacher, EngineOptions(threads=threads, sessions=sessions,
+                                                           device="cpu"))
 
-    print("optimised path:", flush=True)
-    b, lens = make_batches(data, NAIVE_BATCH, bucket=False)
-    runs.append(measure.run("dygraph, file order, pad per batch", dygraph, b, lens,
-                            engine="dygraph", batch_size=NAIVE_BATCH, threads=n_cores,
-                            step="bucketing"))
+    opts = EngineOptions(threads=n, device="cpu")
+    engines = {name: build_engine(name, teacher, opts)
+               for name in ("dygraph", "paddle-inference", "onnx", "onnx-int8")}
     bucketed, blens = make_batches(data, NAIVE_BATCH, bucket=True)
-    runs.append(measure.run("dygraph, length-bucketed", dygraph, bucketed, blens,
-                            engine="dygraph", batch_size=NAIVE_BATCH, threads=n_cores,
-                            step="bucketing"))
+    cases: List[Case] = []
 
-    engines = {}
+    def add(label, predict, batches, lengths, step, engine, batch_size=NAIVE_BATCH, threads=n,
+            sessions=1, **more):
+        cases.append(Case(label, predict, batches, lengths,
+                          dict(step=step, engine=engine, batch_size=batch_size, threads=threads,
+                               sessions=sessions, **more)))
+
+    naive_rows = data.subset(np.arange(min(sizes["naive"], len(data))))
+    add("naive: dygraph, file order, pad to file max", engines["dygraph"],
+        *make_batches(naive_rows, NAIVE_BATCH, bucket=False, width=file_width), "naive",
+        "dygraph")
+    add("dygraph, file order, pad per batch", engines["dygraph"],
+        *make_batches(data, NAIVE_BATCH, bucket=False), "bucketing", "dygraph")
+    add("dygraph, length-bucketed", engines["dygraph"], bucketed, blens, "bucketing", "dygraph")
     for name in ("paddle-inference", "onnx", "onnx-int8"):
-        engines[name] = build_engine(name, teacher, opts)
-        runs.append(measure.run(f"{name}, length-bucketed", engines[name], bucketed, blens,
-                                engine=name, batch_size=NAIVE_BATCH, threads=n_cores,
-                                step="engine", int8=name == "onnx-int8"))
-    int8_check = compare(engines["onnx-int8"], engines["onnx"], bucketed)
-
-    onnx_path = engines["onnx"].info["path"]
-    best_onnx = dict(threads=n_cores, sessions=1)
-    if n_cores > 1:
-        one = build_engine("onnx", teacher, EngineOptions(threads=1, device="cpu"))
-        runs.append(measure.run("onnx, 1 thread", one, bucketed, blens, engine="onnx",
-                                batch_size=NAIVE_BATCH, threads=1, sessions=1, step="threads"))
-        split = build_engine("onnx", teacher, EngineOptions(threads=n_cores, sessions=n_cores,
-                                                            device="cpu"))
-        runs.append(measure.run(f"onnx, {n_cores} sessions x 1 thread (rows split)", split,
-                                bucketed, blens, engine="onnx", batch_size=NAIVE_BATCH,
-                                threads=n_cores, sessions=n_cores, step="threads"))
-        if runs[-1]["sentences_per_s"] > engine_run(runs, "onnx")["sentences_per_s"]:
-            best_onnx = dict(threads=n_cores, sessions=n_cores)
-    sweep_engine = build_engine("onnx", teacher, EngineOptions(device="cpu", **best_onnx))
-    mode = f"{best_onnx['sessions']} sessions" if best_onnx["sessions"] > 1 else \
-        f"{best_onnx['threads']} threads"
-
-    fused = None if quick else fused_onnx(onnx_path, config)
+        add(f"{name}, length-bucketed", engines[name], bucketed, blens, "engine", name,
+            int8=name == "onnx-int8")
+    if n > 1:
+        add("onnx, 1 thread", onnx(1), bucketed, blens, "threads", "onnx", threads=1)
+        add(f"onnx, {n} sessions x 1 thread (rows split)", onnx(n, n), bucketed, blens,
+            "threads", "onnx", sessions=n)
+    fused = None if quick else fused_onnx(engines["onnx"].info["path"], config)
     if fused is not None:
-        from distill.export_onnx import OnnxRunner
-
-        fused_runner = OnnxRunner(fused, threads=n_cores)
-        diff = float(max(np.abs(fused_runner(x) - engines["onnx"](x)).max() for x in bucketed[:4]))
-        runs.append(measure.run("onnx + ORT transformer fusions", fused_runner, bucketed, blens,
-                                engine="onnx-fused", batch_size=NAIVE_BATCH, threads=n_cores,
-                                sessions=1, step="fusion", max_abs_diff_vs_onnx=diff))
-
+        runner = OnnxRunner(fused, threads=n)
+        diff = float(max(np.abs(runner(x) - engines["onnx"](x)).max() for x in bucketed[:4]))
+        add("onnx + ORT transformer fusions", runner, bucketed, blens, "fusion", "onnx-fused",
+            max_abs_diff_vs_onnx=diff)
     for size in sizes["batch_sizes"]:
-        b, lens = make_batches(data, size, bucket=True)
-        runs.append(measure.run(f"onnx, length-bucketed, {mode}, batch {size}", sweep_engine, b,
-                                lens, engine="onnx", batch_size=size, step="batch size",
-                                **best_onnx))
+        add(f"onnx, length-bucketed, batch {size}", engines["onnx"],
+            *make_batches(data, size, bucket=True), "batch size", "onnx", batch_size=size)
+
+    print(f"{len(cases)} configurations x {sizes['rounds']} rounds over {len(data)} sampled "
+          f"sentences (naive: the first {len(naive_rows)}, padded to the file's longest, "
+          f"{file_width} tokens):", flush=True)
+    peaks = run_rounds(cases, sizes["rounds"], sizes["gemm"], n)
+    measure = Measure(config, num_labels)
+    runs = [measure.case_result(c) for c in cases]
+    naive = runs[0]
+    peak = {k: max(p[k] for p in peaks) for k in ("paddle", "numpy", "onnxruntime", "best")}
+    peak.update(size=sizes["gemm"], threads=n, per_round=peaks)
+    int8_check = compare(engines["onnx-int8"], engines["onnx"], bucketed)
 
     fp32 = [r for r in runs if not r.get("int8") and r["step"] != "naive"
             and r["engine"] in ("dygraph", "paddle-inference", "onnx")]
     best = max(fp32, key=lambda r: r["sentences_per_s"])
     print(f"best FP32 configuration: {best['config']}", flush=True)
+    for r in runs:
+        print(f"  {r['config']:<52} {r['sentences_per_s']:8.1f} sent/s "
+              f"{r['gflops_useful']:6.1f} GFLOP/s (executed {r['gflops_executed']:.1f}, padding "
+              f"{100 * r['padding_fraction']:.0f}%) {r['sentences_per_s'] / naive['sentences_per_s']:.2f}x naive",
+              flush=True)
 
     b, lens = make_batches(data, best["batch_size"], bucket=True)
-    per_session = max(1, best["threads"] // best.get("sessions", 1))
+    per_session = max(1, best["threads"] // best["sessions"])
     # rows of one session's GEMMs: the batch's tokens, split between the sessions
-    tokens = int(round(np.mean([x["input_ids"].size for x in b]) / best.get("sessions", 1)))
+    tokens = int(round(np.mean([x["input_ids"].size for x in b]) / best["sessions"]))
     H, I = config.hidden_size, config.intermediate_size
-    shape_gemms = {f"{tokens}x{k}x{n}": ort_gemm(tokens, k, n, per_session)
-                   for k, n in ((H, H), (H, I), (I, H))}
-    print(f"  ORT on the encoder's GEMM shapes ({per_session} thread(s)): {shape_gemms} GFLOP/s",
+    shape_gemms = {f"{tokens}x{k}x{n_}": ort_gemm(tokens, k, n_, per_session)
+                   for k, n_ in ((H, H), (H, I), (I, H))}
+    print(f"ORT on the encoder's GEMM shapes ({per_session} thread(s)): {shape_gemms} GFLOP/s",
           flush=True)
-    profile = profile_onnx(onnx_path, b, max(1, best["threads"] // best.get("sessions", 1)),
-                           config)
+    profile = profile_onnx(engines["onnx"].info["path"], b, per_session, config)
 
     print(f"end to end: soft_labels over {len(full)} sentences "
           f"(engine onnx, batch {best['batch_size']}, {best['threads']} threads, "
-          f"{best.get('sessions', 1)} sessions):", flush=True)
+          f"{best['sessions']} sessions):", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-label-") as tmp:
         start = time.perf_counter()
         soft_labels(teacher, full, tmp, batch_size=best["batch_size"], max_len=max_len,
                     progress=False, device="cpu", engine="onnx", threads=best["threads"],
-                    sessions=best.get("sessions", 1))
+                    sessions=best["sessions"])
         e2e_s = time.perf_counter() - start
     full_lengths = encode_examples(teacher.tokenizer, full, max_len=max_len).lengths
     e2e = {"rows": len(full), "seconds": round(e2e_s, 2),
            "sentences_per_s": round(len(full) / e2e_s, 1),
            "gflops_useful": round(encoder_flops(config, full_lengths, num_labels) / e2e_s / 1e9, 1),
            "engine": "onnx", "batch_size": best["batch_size"], "threads": best["threads"],
-           "sessions": best.get("sessions", 1)}
+           "sessions": best["sessions"]}
     print(f"  {e2e['sentences_per_s']} sent/s, {e2e['gflops_useful']} GFLOP/s useful, "
           f"{e2e['seconds']} s", flush=True)
 
-    peak_end = gemm_peak(size=sizes["gemm"], repeat=3 if quick else 5, threads=n_cores)
-    info.update(gemm_peak_start=peak, gemm_peak_end=peak_end, file_width=file_width,
+    info.update(gemm_peak=peak, file_width=file_width,
                 runs=runs, naive=naive, best=best, int8_check=int8_check, profile=profile,
                 shape_gemms=shape_gemms, shape_gemm_threads=per_session,
                 end_to_end=e2e, load_average_end=[round(x, 2) for x in os.getloadavg()])
@@ -336,14 +362,9 @@ def bench(quick: bool) -> Dict[str, object]:
     return info
 
 
-def engine_run(runs, engine: str) -> Dict[str, object]:
-    return next(r for r in runs if r["config"] == f"{engine}, length-bucketed")
-
-
 def ratios(info) -> Dict[str, float]:
     best, naive, e2e = info["best"], info["naive"], info["end_to_end"]
-    paddle_peak = max(info["gemm_peak_start"]["paddle"], info["gemm_peak_end"]["paddle"])
-    best_peak = max(info["gemm_peak_start"]["best"], info["gemm_peak_end"]["best"])
+    paddle_peak, best_peak = info["gemm_peak"]["paddle"], info["gemm_peak"]["best"]
     return {"best_vs_naive": round(best["sentences_per_s"] / naive["sentences_per_s"], 2),
             "end_to_end_vs_naive": round(e2e["sentences_per_s"] / naive["sentences_per_s"], 2),
             "best_vs_paddle_gemm_peak": round(best["gflops_useful"] / paddle_peak, 2),
@@ -374,28 +395,33 @@ def where_it_goes(info) -> List[str]:
         f"Padding left after bucketing: {100 * best['padding_fraction']:.1f}% of the executed "
         f"positions; time outside session.run (Python, feeds): {100 * max(outside, 0):.1f}%.",
         f"Load average during the run: {info['machine']['load_average'][0]} -> "
-        f"{info['load_average_end'][0]} on {info['machine']['cores']} cores (other processes "
-        f"share the CPU; the peak was measured under the same load, at start and end).",
+        f"{info['load_average_end'][0]} on {info['machine']['cores']} cores: other processes "
+        f"share the CPU, so every configuration and the GEMM peak were timed once per round, "
+        f"interleaved, and the best of {info['sizes']['rounds']} passes is shown (the range "
+        f"column shows the spread).",
     ]
 
 
 def markdown(info) -> str:
     r = info["ratios"]
-    ps, pe = info["gemm_peak_start"], info["gemm_peak_end"]
+    pk = info["gemm_peak"]
+    rounds = info["sizes"]["rounds"]
     lines = [f"### Soft labelling ({info['teacher']} on {info['data']})", "",
              machine_line(info["machine"]) + ".", "",
-             f"FP32 GEMM peak ({ps['size']}² matmul, {ps['threads']} threads), GFLOP/s at "
-             f"start / end of the run:", "",
-             md_table(["library", "start", "end"],
-                      [[k, ps[k], pe[k]] for k in ("paddle", "numpy", "onnxruntime")]), "",
-             f"Throughput (forward passes over {info['sizes']['sweep']} sampled sentences; the "
-             f"naive row over the first {info['sizes']['naive']}, padded to the file's longest "
-             f"sentence, {info['file_width']} tokens). GFLOP/s = encoder GEMM FLOPs of the real "
-             f"tokens / time; executed also counts padding.", "",
-             md_table(["step", "configuration", "threads", "batch", "sent/s", "GFLOP/s",
-                       "executed", "padding", "vs naive"],
-                      [[x["step"], x["config"], x.get("threads"), x.get("batch_size"),
-                        x["sentences_per_s"], x["gflops_useful"], x["gflops_executed"],
+             f"FP32 GEMM peak ({pk['size']}² matmul, {pk['threads']} threads, best of "
+             f"{rounds} rounds), GFLOP/s: Paddle **{pk['paddle']}**, NumPy {pk['numpy']}, "
+             f"ONNX Runtime {pk['onnxruntime']}.", "",
+             f"Throughput: forward passes over {info['sizes']['sweep']} sampled sentences (the "
+             f"naive row: the first {info['sizes']['naive']}, padded to the file's longest "
+             f"sentence, {info['file_width']} tokens), best of {rounds} interleaved passes. "
+             f"GFLOP/s = encoder GEMM FLOPs of the real tokens / time; executed also counts "
+             f"padding.", "",
+             md_table(["step", "configuration", "threads", "sessions", "batch", "sent/s",
+                       "range", "GFLOP/s", "executed", "padding", "vs naive"],
+                      [[x["step"], x["config"], x["threads"], x["sessions"], x["batch_size"],
+                        x["sentences_per_s"],
+                        f"{x['sentences_per_s_range'][0]:.0f}–{x['sentences_per_s_range'][1]:.0f}",
+                        x["gflops_useful"], x["gflops_executed"],
                         f"{100 * x['padding_fraction']:.0f}%",
                         f"{x['sentences_per_s'] / info['naive']['sentences_per_s']:.2f}x"]
                        for x in info["runs"]]), "",
@@ -405,6 +431,8 @@ def markdown(info) -> str:
              f"regression probe on {info['probe']['rows']} sentences, train accuracy "
              f"{100 * info['probe']['train_accuracy']:.1f}%).", "",
              f"End to end (`soft_labels`, engine onnx, batch {info['end_to_end']['batch_size']}, "
+             f"{info['end_to_end']['threads']} thread(s), {info['end_to_end']['sessions']} "
+             f"session(s), "
              f"{info['end_to_end']['rows']} sentences incl. tokenisation and chunk files): "
              f"**{info['end_to_end']['sentences_per_s']} sentences/s**, "
              f"{info['end_to_end']['gflops_useful']} GFLOP/s, {info['end_to_end']['seconds']} s.",
