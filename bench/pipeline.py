@@ -37,6 +37,28 @@ def stage_result(run_dir: Path, stage: str) -> Dict:
     return json.loads(path.read_text()).get("result", {}) if path.exists() else {}
 
 
+def _flat(d, prefix: str = "") -> Dict:
+    out = {}
+    items = enumerate(d) if isinstance(d, list) else (d or {}).items()
+    for k, v in items:
+        key = f"{prefix}[{k}]" if isinstance(d, list) else f"{prefix}{'.' if prefix else ''}{k}"
+        out.update(_flat(v, key) if isinstance(v, (dict, list)) and v else {key: v})
+    return out
+
+
+def recipe_drift(run_dir: Path, recipe: str) -> List[str]:
+    """Settings of the run that differ from the recipe file as it is now ("key: run -> now")."""
+    from distill.recipe import load_recipe
+
+    path = run_dir / "recipe.json"
+    if not path.exists():
+        return ["(the run has no recipe.json)"]
+    ran = _flat(json.loads(path.read_text())["settings"])
+    now = _flat(load_recipe(str(ROOT / recipe)).settings())
+    return [f"{k}: {ran.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(ran) | set(now))
+            if ran.get(k) != now.get(k)]
+
+
 def collect(run_dir: Path, recipe: str) -> Dict:
     report = json.loads((run_dir / "report.json").read_text())
     seconds = {k: float(v) for k, v in report["stage_seconds"].items()}
@@ -56,7 +78,10 @@ def collect(run_dir: Path, recipe: str) -> Dict:
             "slowest_group": max(groups, key=groups.get),
             "soft_labels": {"rows": labels.get("rows"), "engine": labels.get("engine"),
                             "rows_per_s": round(sl_rate, 1) if sl_rate else None},
-            "augment": {"rows": aug.get("rows"), "summary": aug.get("summary")}}
+            "augment": {"rows": aug.get("rows"), "summary": aug.get("summary")},
+            "recipe_drift": recipe_drift(run_dir, recipe),
+            "run_finished": max((json.loads(p.read_text()).get("finished", "")
+                                 for p in run_dir.rglob("done.json")), default="")}
 
 
 def markdown(info) -> str:
@@ -68,11 +93,15 @@ def markdown(info) -> str:
     sl, sizes = info["soft_labels"], info["dataset"]["sizes"]
     return "\n".join([
         f"### Pipeline stage times ({info['recipe']})", "",
-        machine_line(info["machine"]) + f". Data: {sizes}.", "",
+        f"Stage times of the run in `{info['run_dir']}` (finished {info['run_finished']}); "
+        f"machine: " + machine_line(info["machine"]) + f". Data: {sizes}.", "",
         md_table(["part", "seconds", "share"], groups), "",
         f"Total {info['total_seconds']:.0f} s; slowest part: {info['slowest_group']}. Soft labels: "
         f"{sl['rows']} rows with engine {sl['engine']} at {sl['rows_per_s']} rows/s (stage time, "
-        f"export and check included).", "",
+        f"export and check included).", ""] + ([
+        f"The run used settings that differ from {info['recipe']} as it is now: "
+        + "; ".join(f"`{d}`" for d in info["recipe_drift"]) + ".", ""]
+        if info["recipe_drift"] else []) + [
         "<details><summary>every stage</summary>", "",
         md_table(["stage", "seconds", "share"], stages), "", "</details>"])
 
