@@ -11,9 +11,8 @@ the ``onnx`` artifact and the size reference for ``onnx-int8`` (the raw file wou
 ratio to ~8x). Gather (embedding tables) is quantized too, so BOW/CNN students shrink ~4x.
 """
 import collections
-import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -147,15 +146,3 @@ class OnnxRunner:
     def __call__(self, feed: Dict[str, np.ndarray]) -> np.ndarray:
         inputs = {n: np.ascontiguousarray(feed[n], dtype=np.int64) for n in self.input_names}
         return self.session.run(None, inputs)[0]
-
-
-def onnx_input_names(path) -> List[str]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    initializers = {i.name for i in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in initializers]
-
-
-def file_or_none(path) -> Optional[str]:
-    return os.fspath(path) if Path(path).exists() else None
