@@ -148,7 +148,7 @@ def _singles(batches: Sequence[Feed], limit: int) -> List[Feed]:
 
 def judge(report: ArtifactReport, reference_test: Optional[Dict[str, float]],
           max_accuracy_drop: float, fp32_tolerance: float = 1e-3,
-          max_disagreement: Optional[float] = 0.02) -> ArtifactReport:
+          max_disagreement: Optional[float] = 0.05) -> ArtifactReport:
     """The accuracy guard: mark ``report`` rejected (kept on disk) with the measured reason.
 
     With labels: rejected when eval accuracy falls more than ``max_accuracy_drop`` (a fraction,
@@ -156,9 +156,10 @@ def judge(report: ArtifactReport, reference_test: Optional[Dict[str, float]],
     with FP32 on more than that fraction of the eval texts (an upper bound on the accuracy drop).
     FP32 formats must also match within ``fp32_tolerance`` (max abs logit difference, scaled by
     the largest reference logit when above 1); INT8 formats must have quantized something.
-    ``max_disagreement`` (default 2 %) also rejects an artifact whose argmax differs from FP32
+    ``max_disagreement`` (default 5 %) also rejects an artifact whose argmax differs from FP32
     on more eval texts than that even when accuracy happens to hold (broken numerics that
-    cancel out on a small eval set); None disables it.
+    cancel out on a small eval set); None disables it. Measured on movies_en: sound INT8 flips
+    0.2-2.7 % of a student's or teacher's answers, oneDNN INT8 on a CPU without VNNI 8-13 %.
     """
     reasons = []
     if report.test is not None and reference_test is not None:
