@@ -4,8 +4,10 @@
     python -m bench.quality --recipes recipes/movies_en/bow_from_minilm.yaml --seeds 0,1,2
     python -m bench.quality --quick              # the smoke recipe, 3 seeds, same tables
 
-Each recipe runs through ``distill.run`` into ``runs/bench-quality/<recipe name>`` (stages are
-cached: an interrupted bench resumes, a finished one only re-reads the reports). The table
+Recipes that differ only in their students (same data, teacher, augmentation, seeds, export)
+run as one group through ``distill.run`` into ``runs/bench-quality/<group>``: the teacher is
+fine-tuned, the data augmented and labelled once, and every student trains exactly as its own
+recipe says. Stages are cached: an interrupted bench resumes, a finished one re-reads reports. The table
 has the fine-tuned teacher's test accuracy and, per student, plain (gold labels) vs distilled
 test accuracy as mean ± std over the seeds, and the share of the teacher-plain gap recovered.
 
@@ -35,20 +37,51 @@ QUICK = ["recipes/smoke.yaml"]
 VARIANTS = ("plain", "no augmentation", "augmentation without teacher", "full distillation")
 
 
-def run_recipe(recipe: str, runs: Path, seeds: Sequence[int]) -> Dict:
+def group_recipes(recipes: Sequence[str]) -> Dict[str, Dict]:
+    """Merge recipes that differ only in ``name`` and ``students`` -> {group name: recipe dict}.
+
+    A group's name is its first recipe's data set and teacher, e.g. ``movies_en-minilm-l6``;
+    ``members`` maps each recipe path to its student names.
+    """
+    import yaml
+
+    groups: Dict[str, Dict] = {}
+    for recipe in recipes:
+        raw = yaml.safe_load((ROOT / recipe).read_text())
+        shared = {k: v for k, v in raw.items() if k not in ("name", "students")}
+        group = next((g for g in groups.values() if g["shared"] == shared
+                      and g["base_dir"] == str(Path(recipe).parent)), None)
+        if group is None:
+            data = raw.get("data", {})
+            name = f"{data.get('builtin') or raw['name']}-{raw.get('teacher', {}).get('source')}"
+            while name in groups:
+                name += "+"
+            group = groups[name] = {"name": name, "shared": shared, "students": [], "members": {},
+                                    "base_dir": str(Path(recipe).parent)}
+        names = [s["name"] for s in raw["students"]]
+        clash = set(names) & {s["name"] for s in group["students"]}
+        if clash:
+            raise SystemExit(f"{recipe}: student name(s) {sorted(clash)} already used in group "
+                             f"{group['name']}; rename them")
+        group["students"] += raw["students"]
+        group["members"][recipe] = names
+    return groups
+
+
+def run_group(group: Dict, runs: Path, seeds: Sequence[int]) -> Dict:
     import distill
 
-    loaded_name = _recipe_name(recipe)
+    recipe = dict(group["shared"], name=group["name"], students=group["students"])
     start = time.perf_counter()
-    report = distill.run(str(ROOT / recipe), out=runs / loaded_name, seeds=list(seeds))
+    report = distill.run(recipe, out=runs / group["name"], seeds=list(seeds),
+                         base_dir=ROOT / group["base_dir"])
     report["_bench_seconds"] = round(time.perf_counter() - start, 1)
     return report
 
 
-def _recipe_name(recipe: str) -> str:
-    from distill.recipe import load_recipe
-
-    return load_recipe(str(ROOT / recipe)).name
+def recipe_report(report: Dict, students: Sequence[str]) -> Dict:
+    """The group's report restricted to one recipe's students."""
+    return dict(report, students=[s for s in report["students"] if s["name"] in students])
 
 
 def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
@@ -70,8 +103,8 @@ def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
 
 # ------------------------------------------------------------------------------ ablation
 
-def ablation(recipe: str, runs: Path, seeds: Sequence[int], report: Dict) -> Dict:
-    """The four variants for the recipe's first student (see the module docstring)."""
+def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> Dict:
+    """The four variants for the recipe's first student, from its group's run folder."""
     import numpy as np
 
     from distill.data import Task, read_examples
@@ -81,7 +114,6 @@ def ablation(recipe: str, runs: Path, seeds: Sequence[int], report: Dict) -> Dic
 
     loaded = load_recipe(str(ROOT / recipe))
     spec = loaded.recipe.students[0]
-    run_dir = runs / loaded.name
     info = json.loads((run_dir / "fetch" / "task.json").read_text())
     labels = list(info["labels"])
     train, dev, test = (read_examples(run_dir / "fetch" / f"{s}.jsonl", labels=labels)
@@ -197,16 +229,20 @@ def main(argv=None) -> int:
     info = {"machine": machine(), "quick": args.quick, "seeds": seeds, "rows": [],
             "ablation": [], "seconds": {}}
     print(machine_line(info["machine"]), flush=True)
-    reports = {}
-    for recipe in dict.fromkeys(recipes + [r for r in to_ablate if r]):
-        print(f"{recipe}: distill.run with seeds {seeds} ...", flush=True)
-        reports[recipe] = run_recipe(recipe, runs, seeds)
-        info["seconds"][recipe] = reports[recipe].pop("_bench_seconds")
-        if recipe in recipes:
-            info["rows"] += recipe_rows(recipe, reports[recipe])
+    reports, run_dirs = {}, {}
+    for group in group_recipes(list(dict.fromkeys(recipes + [r for r in to_ablate if r]))).values():
+        print(f"{', '.join(group['members'])}: distill.run as {group['name']} with seeds {seeds} ...",
+              flush=True)
+        report = run_group(group, runs, seeds)
+        info["seconds"][group["name"]] = report.pop("_bench_seconds")
+        for recipe, students in group["members"].items():
+            reports[recipe] = recipe_report(report, students)
+            run_dirs[recipe] = runs / group["name"]
+    for recipe in recipes:
+        info["rows"] += recipe_rows(recipe, reports[recipe])
     for recipe in [r for r in to_ablate if r]:
         print(f"{recipe}: ablation ...", flush=True)
-        info["ablation"].append(ablation(recipe, runs, seeds, reports[recipe]))
+        info["ablation"].append(ablation(recipe, run_dirs[recipe], seeds, reports[recipe]))
     path = write_results("quality", info, markdown(info), results_dir(args))
     print(f"wrote {path}")
     print(summary(info))

@@ -96,9 +96,13 @@ def _best_export(student: dict) -> Optional[dict]:
 
 # ------------------------------------------------------------------------------------ run
 def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional[List[str]] = None,
-        seeds: Optional[List[int]] = None, log: Optional[Callable[[str], None]] = None) -> dict:
-    """Run a recipe (YAML path or dict) and return the report dict (also in OUT/report.json)."""
-    loaded = load_recipe(recipe, overrides=overrides)
+        seeds: Optional[List[int]] = None, log: Optional[Callable[[str], None]] = None,
+        base_dir=None) -> dict:
+    """Run a recipe (YAML path or dict) and return the report dict (also in OUT/report.json).
+
+    ``base_dir`` resolves a dict recipe's relative paths (default: the working directory).
+    """
+    loaded = load_recipe(recipe, overrides=overrides, base_dir=base_dir)
     if seeds:
         loaded.recipe.seeds = list(seeds)
     run_dir = Path(out) if out else Path("runs") / loaded.name
