@@ -90,8 +90,13 @@ def _ms(v) -> str:
 
 
 def _best_export(student: dict) -> Optional[dict]:
-    ok = [e for e in student.get("exports", []) if e.get("accepted")]
-    return min(ok, key=lambda e: e.get("latency_ms_b1") or float("inf")) if ok else None
+    """The export the package would ship for this student (``distill.package.choose_best``)."""
+    from distill.package import PACKAGE_FORMATS, fastest_then_smallest
+
+    ok = [e for e in student.get("exports", []) if e.get("accepted") and e["format"] in PACKAGE_FORMATS
+          and e.get("latency_ms_b1") is not None]
+    return fastest_then_smallest(ok, latency=lambda e: e["latency_ms_b1"],
+                                 size=lambda e: e["size_bytes"]) if ok else None
 
 
 # ------------------------------------------------------------------------------------ run

@@ -74,6 +74,9 @@ def test_choice_skips_rejected_and_paddle_and_breaks_latency_ties_by_size():
     assert choose_best([fp32, int8]) is int8
     slow_int8 = _report("onnx-int8", 2.0, 100)
     assert choose_best([fp32, slow_int8]) is fp32
+    tiny_fp32, tiny_int8 = _report("onnx", 0.07, 400), _report("onnx-int8", 0.08, 100)
+    assert choose_best([tiny_fp32, tiny_int8]) is tiny_int8  # 0.01 ms apart: timing noise
+    assert choose_best([tiny_fp32, _report("onnx-int8", 0.2, 100)]) is tiny_fp32
     assert choose_best([paddle, fast_rejected]) is None
 
 
