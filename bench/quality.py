@@ -7,7 +7,8 @@
 Recipes that differ only in their students (same data, teacher, augmentation, seeds, export)
 run as one group through ``distill.run`` into ``runs/bench-quality/<group>``: the teacher is
 fine-tuned, the data augmented and labelled once, and every student trains exactly as its own
-recipe says. Stages are cached: an interrupted bench resumes, a finished one re-reads reports. The table
+recipe says. The teacher is exported to the same formats as the students (INT8 included), so the
+run folders also hold every model's FP32 -> INT8 size, speed and accuracy change. Stages are cached: an interrupted bench resumes, a finished one re-reads reports. The table
 has the fine-tuned teacher's test accuracy and, per student, plain (gold labels) vs distilled
 test accuracy as mean ± std over the seeds, and the share of the teacher-plain gap recovered.
 
@@ -72,6 +73,9 @@ def run_group(group: Dict, runs: Path, seeds: Sequence[int]) -> Dict:
     import distill
 
     recipe = dict(group["shared"], name=group["name"], students=group["students"])
+    export = recipe.get("export") or {}
+    if export.get("formats") and "teacher_formats" not in export:  # the teacher's INT8 too
+        recipe["export"] = dict(export, teacher_formats=list(export["formats"]))
     start = time.perf_counter()
     report = distill.run(recipe, out=runs / group["name"], seeds=list(seeds),
                          base_dir=ROOT / group["base_dir"])

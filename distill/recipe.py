@@ -15,7 +15,7 @@ directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
     augment: {enabled, max_source, + AugmentConfig fields (n_iter, p_mask, p_pos, p_ng, seed...)}
     students: [{name, kind, config: {the kind's config}, vocab: VocabConfig, loss: LossConfig,
                 baseline, train: TrainConfig, baseline_train, max_len}]
-    export: {enabled, package, teacher, + ExportConfig fields (formats, calib_size, threads...)}
+    export: {enabled, package, teacher, teacher_formats, + ExportConfig fields (formats, calib_size, threads...)}
 
 Settings that belong to another module (the trainer's ``TrainConfig``, a student's config, the
 augmenter's ``AugmentConfig``, the loss, the exporter's ``ExportConfig``) are validated against
@@ -180,7 +180,12 @@ class ExportSpec:
     enabled: bool = True
     package: bool = True                     # package the best accepted ONNX student
     teacher: bool = True                     # also export/measure the teacher (for speed-ups)
+    teacher_formats: List[str] = field(default_factory=lambda: ["onnx"])  # INT8 ones add minutes
     settings: Dict[str, Any] = _rest("distill.export:ExportConfig")
+
+    def recipe_check(self, where: "_Context", path: str) -> None:
+        _bind_schema("distill.export:ExportConfig", {**self.settings, "formats": self.teacher_formats},
+                     f"{path}.teacher_formats", where)
 
 
 @dataclass

@@ -161,10 +161,10 @@ class RunPlan:
                                     title=f"distil {s.name} (seed {seed})"))
         exports: List[str] = []
         if r.export.enabled:
-            export_settings = _without(_asdict(r.export), "package", "teacher")
+            export_settings = _without(_asdict(r.export), "package", "teacher", "teacher_formats")
             if r.export.teacher:
                 stages.append(Stage("export/teacher", "export", self.export_teacher,
-                                    dict(export_settings, formats=["onnx"]),
+                                    dict(export_settings, formats=list(r.export.teacher_formats)),
                                     deps=["fetch", "teacher"], title="export and measure teacher"))
                 exports.append("export/teacher")
             for s in r.students:
@@ -411,7 +411,8 @@ class RunPlan:
         return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
 
     def export_teacher(self, ctx: StageContext) -> dict:
-        return self._export(ctx, ctx.dep_dir("teacher") / "teacher", formats=["onnx"])
+        return self._export(ctx, ctx.dep_dir("teacher") / "teacher",
+                            formats=list(self.recipe.export.teacher_formats))
 
     def _export_fn(self, spec: StudentSpec):
         def fn(ctx: StageContext) -> dict:

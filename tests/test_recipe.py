@@ -104,6 +104,22 @@ def test_duplicate_student_names(recipe_dir):
         load_recipe(write(recipe_dir, GOOD.replace("name: cnn", "name: bow")))
 
 
+def test_teacher_export_formats_checked_and_kept_out_of_student_exports(recipe_dir):
+    with pytest.raises(RecipeError, match=r"export\.teacher_formats: unknown export format"):
+        load_recipe(write(recipe_dir, GOOD + "export:\n  teacher_formats: [onnx, int4]\n"))
+    from distill.runner import RunPlan
+
+    keys = {}
+    for extra in ("", "export:\n  teacher_formats: [onnx, onnx-int8]\n"):
+        loaded = load_recipe(write(recipe_dir, GOOD + extra))
+        stages = {st.key: st.settings for st in RunPlan(loaded, recipe_dir / "run").stages()}
+        keys[extra] = stages
+    plain, int8 = keys.values()
+    assert plain["export/teacher"]["formats"] == ["onnx"]
+    assert int8["export/teacher"]["formats"] == ["onnx", "onnx-int8"]
+    assert plain["export/bow"] == int8["export/bow"]  # the students' exports do not re-run
+
+
 def test_trainer_settings_checked_against_train_config(recipe_dir):
     pytest.importorskip("distill.trainer")
     with pytest.raises(RecipeError) as err:
