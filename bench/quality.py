@@ -173,6 +173,44 @@ def _from_report(block: Optional[Dict]) -> Dict:
     return {"accuracy": test.get("accuracy"), "accuracy_std": test.get("accuracy_std")}
 
 
+# ------------------------------------------------------------------------------ INT8
+
+INT8_PAIRS = (("paddle", "paddle-int8"), ("onnx", "onnx-int8"))
+
+
+def int8_rows(report: Dict) -> List[Dict]:
+    """FP32 -> INT8 changes of every exported model of a run (students: the first seed's)."""
+    models = [("teacher", report["teacher"]["name"], report["teacher"].get("exports") or [])]
+    models += [(s["kind"], s["name"], s.get("exports") or []) for s in report["students"]]
+    rows = []
+    for kind, name, exports in models:
+        by_format = {e["format"]: e for e in exports}
+        for fp32, int8 in INT8_PAIRS:
+            a, b = by_format.get(fp32), by_format.get(int8)
+            if not (a and b):
+                continue
+            acc_a, acc_b = (e["test"].get("accuracy") for e in (a, b))
+            rows.append({"dataset": report["dataset"]["name"], "model": name, "kind": kind,
+                         "runtime": fp32, "fp32_bytes": a["size_bytes"], "int8_bytes": b["size_bytes"],
+                         "size_ratio": a["size_bytes"] / b["size_bytes"],
+                         "latency_speedup_b1": a["latency_ms_b1"] / b["latency_ms_b1"],
+                         "throughput_ratio_b32": b["throughput_b32"] / a["throughput_b32"],
+                         "accuracy_change": None if None in (acc_a, acc_b) else acc_b - acc_a,
+                         "accepted": b["accepted"], "reason": b.get("reason") or ""})
+    return rows
+
+
+def int8_markdown(rows: List[Dict]) -> str:
+    table = [[r["dataset"], r["model"], {"paddle": "Paddle Inference", "onnx": "ONNX Runtime"}[r["runtime"]],
+              f"{r['fp32_bytes'] / 2**20:.1f} → {r['int8_bytes'] / 2**20:.1f} MB",
+              f"{r['size_ratio']:.2f}×", f"{r['latency_speedup_b1']:.2f}×",
+              f"{r['throughput_ratio_b32']:.2f}×",
+              "—" if r["accuracy_change"] is None else f"{100 * r['accuracy_change']:+.2f}",
+              "yes" if r["accepted"] else f"no: {r['reason']}"] for r in rows]
+    return md_table(["data", "model", "runtime", "size FP32 → INT8", "smaller", "faster b1",
+                     "throughput b32", "acc change (pts)", "accepted"], table)
+
+
 # ------------------------------------------------------------------------------ output
 
 def _pm(mean, std) -> str:
@@ -196,6 +234,11 @@ def markdown(info) -> str:
              machine_line(info["machine"]) + ".", "",
              md_table(["data", "teacher", "teacher acc %", "student", "params", "plain %",
                        "distilled %", "gap recovered"], rows)]
+    if info.get("int8"):
+        lines += ["", "INT8 against FP32 in the same runtime, for every exported model (students: "
+                      "seed 0; test set; 'faster b1' = FP32 / INT8 batch-1 latency, 'throughput b32' "
+                      "= INT8 / FP32; acceptance: at most 0.5 points below FP32):", "",
+                  int8_markdown(info["int8"])]
     for ab in info["ablation"]:
         lines += ["", f"Ablation, {ab['student']} on {ab['recipe']} ({ab['train_rows']} training "
                       f"rows, {ab['augmented_rows']} augmented; teacher "
@@ -231,7 +274,7 @@ def main(argv=None) -> int:
     runs = Path(args.runs) if args.runs else ROOT / "runs" / (
         "bench-quality-quick" if args.quick else "bench-quality")
     info = {"machine": machine(), "quick": args.quick, "seeds": seeds, "rows": [],
-            "ablation": [], "seconds": {}}
+            "ablation": [], "int8": [], "seconds": {}}
     print(machine_line(info["machine"]), flush=True)
     reports, run_dirs = {}, {}
     for group in group_recipes(list(dict.fromkeys(recipes + [r for r in to_ablate if r]))).values():
@@ -242,6 +285,7 @@ def main(argv=None) -> int:
         for recipe, students in group["members"].items():
             reports[recipe] = recipe_report(report, students)
             run_dirs[recipe] = runs / group["name"]
+        info["int8"] += int8_rows(report)
     for recipe in recipes:
         info["rows"] += recipe_rows(recipe, reports[recipe])
     for recipe in [r for r in to_ablate if r]:

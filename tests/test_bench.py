@@ -32,3 +32,23 @@ def test_a_changed_setting_or_a_name_clash_splits_or_stops(tmp_path, monkeypatch
     assert quality.recipe_report(report, ["cnn"])["students"] == [{"name": "cnn"}]
     with pytest.raises(SystemExit, match="already used"):
         quality.group_recipes(["r/bow.yaml", "r/bow.yaml"])
+
+
+def test_int8_rows_pair_each_runtime_with_its_fp32_export():
+    def export(fmt, size, ms, tput, acc, accepted=True):
+        return {"format": fmt, "size_bytes": size, "latency_ms_b1": ms, "throughput_b32": tput,
+                "test": {"accuracy": acc}, "accepted": accepted, "reason": "" if accepted else "drop"}
+
+    report = {"dataset": {"name": "d"},
+              "teacher": {"name": "t", "exports": [export("onnx", 400, 8.0, 100, 0.84),
+                                                   export("onnx-int8", 100, 4.0, 250, 0.83, False)]},
+              "students": [{"kind": "bow", "name": "bow",
+                            "exports": [export("paddle", 40, 1.0, 10, 0.78),
+                                        export("paddle-int8", 10, 2.0, 5, 0.785)]}]}
+    rows = quality.int8_rows(report)
+    assert [(r["model"], r["runtime"]) for r in rows] == [("t", "onnx"), ("bow", "paddle")]
+    t, bow = rows
+    assert t["size_ratio"] == 4 and t["latency_speedup_b1"] == 2 and t["throughput_ratio_b32"] == 2.5
+    assert abs(t["accuracy_change"] + 0.01) < 1e-12 and not t["accepted"]
+    assert bow["latency_speedup_b1"] == 0.5 and abs(bow["accuracy_change"] - 0.005) < 1e-12
+    assert "no: drop" in quality.int8_markdown(rows)
