@@ -237,7 +237,10 @@ def markdown(info) -> str:
     if info.get("int8"):
         lines += ["", "INT8 against FP32 in the same runtime, for every exported model (students: "
                       "seed 0; test set; 'faster b1' = FP32 / INT8 batch-1 latency, 'throughput b32' "
-                      "= INT8 / FP32; acceptance: at most 0.5 points below FP32):", "",
+                      "= INT8 / FP32; acceptance: at most 0.5 points below FP32). Sizes and accuracies "
+                      "are exact; the speed ratios come from each run's export stage, timed "
+                      "whenever it ran (possibly beside other jobs), so bench/results/speed.md, "
+                      "which times every runtime side by side, is the reference for speed:", "",
                   int8_markdown(info["int8"])]
     for ab in info["ablation"]:
         lines += ["", f"Ablation, {ab['student']} on {ab['recipe']} ({ab['train_rows']} training "
