@@ -112,6 +112,7 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
     import numpy as np
 
     from distill.data import Task, read_examples
+    from distill.io import fingerprint
     from distill.recipe import load_recipe
     from distill.report import mean_std
     from students.train import default_train_config, train_student
@@ -146,9 +147,11 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
             augmented=None, loss={"terms": "hard_ce:1"}),
     }
     for name, kwargs in variants.items():
+        # a changed student spec gets new folders instead of re-reading stale results
+        key = fingerprint(dataclasses.asdict(spec), max_len, kwargs["loss"])
         accs = []
         for seed in seeds:
-            out = run_dir / "ablation" / name.replace(" ", "_") / f"seed{seed}"
+            out = run_dir / "ablation" / name.replace(" ", "_") / f"seed{seed}-{key}"
             done = out / "result.json"
             if done.exists():
                 accs.append(json.loads(done.read_text())["test"]["accuracy"])
