@@ -71,12 +71,14 @@ def versions() -> Dict[str, str]:
 
 
 def cores() -> int:
+    """Cores this process may run on (fewer than the machine's when pinned with taskset)."""
     return len(os.sched_getaffinity(0))
 
 
 def machine() -> Dict[str, object]:
     """Facts that make a number comparable: CPU, cores, threads, load, versions, date, commit."""
     return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": cores(),
+            "machine_cores": os.cpu_count(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -85,7 +87,9 @@ def machine() -> Dict[str, object]:
 
 def machine_line(m: Dict[str, object]) -> str:
     v = m.get("versions", {})
-    return (f"{m['cpu']} ({m['cores']} cores, {'/'.join(m.get('cpu_flags', []))}), "
+    total = m.get("machine_cores") or m["cores"]
+    cores = f"{m['cores']} cores" if total == m["cores"] else f"pinned to {m['cores']} of {total} cores"
+    return (f"{m['cpu']} ({cores}, {'/'.join(m.get('cpu_flags', []))}), "
             f"load average {m['load_average'][0]} at start; Paddle {v.get('paddlepaddle')}, "
             f"ONNX Runtime {v.get('onnxruntime')}; {m['date']}, commit {m['commit']}")
 

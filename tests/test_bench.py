@@ -1,4 +1,5 @@
-"""bench.quality groups recipes that differ only in their students into one run."""
+"""bench: recipe grouping, INT8 rows, and the machine facts each table states."""
+import json
 import shutil
 
 import pytest
@@ -52,3 +53,16 @@ def test_int8_rows_pair_each_runtime_with_its_fp32_export():
     assert abs(t["accuracy_change"] + 0.01) < 1e-12 and not t["accepted"]
     assert bow["latency_speedup_b1"] == 0.5 and abs(bow["accuracy_change"] - 0.005) < 1e-12
     assert "no: drop" in quality.int8_markdown(rows)
+
+
+def test_machine_line_says_when_the_run_was_pinned_and_load_counts_the_whole_machine(tmp_path):
+    from bench.all import loaded_benches
+    from bench.common import machine_line
+
+    m = {"cpu": "X", "cores": 1, "machine_cores": 2, "load_average": [1.8], "date": "d", "commit": "c"}
+    assert "pinned to 1 of 2 cores" in machine_line(m)
+    assert "(2 cores" in machine_line(dict(m, cores=2))
+    (tmp_path / "quality.json").write_text(json.dumps({"machine": m}))
+    assert loaded_benches(tmp_path) == []              # 1.8 on a 2-core machine: not overloaded
+    (tmp_path / "quality.json").write_text(json.dumps({"machine": dict(m, load_average=[2.5])}))
+    assert loaded_benches(tmp_path) == ["quality"]
