@@ -69,17 +69,14 @@ def readme_section(results: Path = RESULTS) -> str:
 
 
 def loaded_benches(results: Path) -> List[str]:
-    """Benches whose results were measured with a load average above the core count."""
-    import json
+    """Benches whose results were measured with a load average above the machine's core count."""
+    from bench.common import load_results, machine_cores
 
     out = []
     for name in BENCHES:
-        path = results / f"{name}.json"
-        if path.exists():
-            m = json.loads(path.read_text()).get("machine", {})
-            cores = m.get("machine_cores") or m.get("cores", 1)  # the load average is machine-wide
-            if m.get("load_average") and m["load_average"][0] > cores:
-                out.append(name)
+        m = (load_results(name, results) or {}).get("machine", {})
+        if m.get("load_average") and m["load_average"][0] > machine_cores(m):  # machine-wide load
+            out.append(name)
     return out
 
 

@@ -75,6 +75,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def machine_cores(m: Dict[str, object]) -> int:
+    """The machine's cores as recorded in ``machine()`` facts (older results only say ``cores``)."""
+    return int(m.get("machine_cores") or m.get("cores") or 1)
+
+
 def machine() -> Dict[str, object]:
     """Facts that make a number comparable: CPU, cores, threads, load, versions, date, commit."""
     return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": cores(),
@@ -87,7 +92,7 @@ def machine() -> Dict[str, object]:
 
 def machine_line(m: Dict[str, object]) -> str:
     v = m.get("versions", {})
-    total = m.get("machine_cores") or m["cores"]
+    total = machine_cores(m)
     cores = f"{m['cores']} cores" if total == m["cores"] else f"pinned to {m['cores']} of {total} cores"
     return (f"{m['cpu']} ({cores}, {'/'.join(m.get('cpu_flags', []))}), "
             f"load average {m['load_average'][0]} at start; Paddle {v.get('paddlepaddle')}, "
