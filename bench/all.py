@@ -82,7 +82,7 @@ def loaded_benches(results: Path) -> List[str]:
 
 def update_readme(readme: Path = README, results: Path = RESULTS) -> bool:
     """Replace the marked section of ``readme`` (appended when missing); True if it changed."""
-    from distill.io import write_text
+    from distill.core.io import write_text
 
     text = readme.read_text(encoding="utf-8")
     section = readme_section(results)

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import distill  # noqa: F401  (zlib + OMP_NUM_THREADS before any Paddle import)
 import numpy as np
 
-from distill.io import write_json, write_text
+from distill.core.io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -174,7 +174,7 @@ def _ort_matmul_session(m: int, k: int, n: int, threads: int):
     import onnx
     from onnx import TensorProto, helper
 
-    from distill.predict import onnx_session
+    from distill.serve.predict import onnx_session
 
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",

@@ -44,8 +44,8 @@ GEMM_OPS = ("MatMul", "Gemm", "FusedMatMul")
 
 def load_texts(limit: Optional[int] = None, seed: int = 0):
     """movies_en train examples; ``limit``: a fixed random sample of that many (input order)."""
-    from distill.data import read_examples
-    from distill.fetch import fetch
+    from distill.data.examples import read_examples
+    from distill.data.fetch import fetch
 
     examples = read_examples(fetch(DATA) / "train.tsv", require_label=False)
     if limit and limit < len(examples):
@@ -89,7 +89,7 @@ def pad_to(inputs: Dict[str, np.ndarray], width: int, pad_id: int) -> Dict[str, 
 
 def make_batches(data, batch_size: int, bucket: bool, width: Optional[int] = None):
     """Padded input dicts in run order, and the real token counts of each batch's rows."""
-    from distill.batching import BatchPlan, make_batch
+    from distill.data.batching import BatchPlan, make_batch
 
     plan = BatchPlan(data, batch_size, shuffle=False, bucket=bucket)
     batches, lengths = [], []
@@ -236,8 +236,8 @@ def fused_onnx(path, config) -> Optional[Path]:
 # ------------------------------------------------------------------------------ the bench
 
 def bench(quick: bool) -> Dict[str, object]:
-    from distill.batching import encode_examples
-    from distill.export_onnx import OnnxRunner
+    from distill.data.batching import encode_examples
+    from distill.backends.onnx_runtime import OnnxRunner
     from teachers.checkpoint import load_teacher
     from teachers.engines import EngineOptions, build_engine, compare
     from teachers.soft_labels import soft_labels

@@ -48,7 +48,7 @@ def _flat(d, prefix: str = "") -> Dict:
 
 def recipe_drift(run_dir: Path, recipe: str) -> List[str]:
     """Settings of the run that differ from the recipe file as it is now ("key: run -> now")."""
-    from distill.recipe import load_recipe
+    from distill.pipeline.recipe import load_recipe
 
     path = run_dir / "recipe.json"
     if not path.exists():

@@ -111,10 +111,10 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
     """The four variants for the recipe's first student, from its group's run folder."""
     import numpy as np
 
-    from distill.data import Task, read_examples
-    from distill.io import fingerprint
-    from distill.recipe import load_recipe
-    from distill.report import mean_std
+    from distill.data.examples import Task, read_examples
+    from distill.core.io import fingerprint
+    from distill.pipeline.recipe import load_recipe
+    from distill.pipeline.report import mean_std
     from students.train import default_train_config, train_student
 
     loaded = load_recipe(str(ROOT / recipe))

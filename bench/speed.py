@@ -7,7 +7,7 @@ For each model: batch-1 latency (p50/p95 over real movies_en test sentences, eac
 length) and batch-32 throughput in Paddle dygraph, Paddle Inference FP32 (oneDNN), Paddle
 Inference INT8 (PaddleSlim PTQ, oneDNN INT8), ONNX Runtime FP32 and ONNX Runtime INT8 (dynamic),
 all in one process with the thread count fixed. The exports and the measurements are
-``distill.export.export_model`` (the same code as ``distill export``) with the accuracy guard
+``distill.export.exporter.export_model`` (the same code as ``distill export``) with the accuracy guard
 off: students have random weights (speed does not depend on them) and the teacher an untrained
 head, so only the parity with FP32 is shown. Model sizes come from
 ``recipes/movies_en/*_from_minilm.yaml``. Speed-ups are ratios against the teacher in the same
@@ -47,10 +47,10 @@ def build_models(teacher, train_texts: List[str]):
     """LoadedModel for the teacher and a random-weight student of each kind (recipe sizes)."""
     import paddle
 
-    from distill.export import LoadedModel
+    from distill.export.exporter import LoadedModel
     from students.registry import build_student
     from students.tiny import TinyStudent, init_from_teacher, tiny_config_for
-    from students.vocab import WordVocab
+    from distill.text.vocab import WordVocab
 
     labels = list(teacher.labels)
     models = {"teacher": (LoadedModel(teacher.model, teacher.tokenizer, labels, MAX_LEN,
@@ -83,7 +83,7 @@ def parameter_count(model) -> int:
 def dygraph_runner(model):
     import paddle
 
-    from distill.trainer import eval_mode
+    from distill.train.trainer import eval_mode
 
     def run(feed):
         with eval_mode(model):
@@ -97,8 +97,8 @@ def measure_model(loaded, eval_examples, calib_examples, out_dir: Path, settings
     """Every runtime's latency/throughput/size/parity for one model."""
     import paddle
 
-    from distill.export import ExportConfig, encode_batches, export_model
-    from distill.measure import _singles, latency_b1, throughput
+    from distill.export.exporter import ExportConfig, encode_batches, export_model
+    from distill.export.measure import _singles, latency_b1, throughput
 
     paddle.base.core.set_num_threads(threads)
     batches = encode_batches(loaded.encoder, eval_examples, MAX_LEN, 32)
@@ -125,9 +125,9 @@ def measure_model(loaded, eval_examples, calib_examples, out_dir: Path, settings
 
 
 def bench(quick: bool) -> Dict[str, object]:
-    from distill.data import read_examples
-    from distill.fetch import fetch
-    from distill.measure import MeasureSettings
+    from distill.data.examples import read_examples
+    from distill.data.fetch import fetch
+    from distill.export.measure import MeasureSettings
     from teachers.checkpoint import load_teacher
 
     threads = cores()

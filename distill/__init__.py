@@ -1,20 +1,23 @@
 """ernie-distill: distil a fine-tuned ERNIE-family teacher into small, fast, quantized students.
 
-Importing this package never imports Paddle (the edge predictor in ``distill.predict`` must run
+Importing this package never imports Paddle (the edge predictor in ``distill.serve.predict`` must run
 without it). It does two things that have to happen before Paddle is first imported anywhere:
 
 * binds Python's ``zlib`` module to the system libz. ``libpaddle.so`` (2.6.2) exports its own
   zlib symbols; if Paddle is imported first, libz resolves its internal calls into Paddle's copy
   and every later ``zlib``/``gzip`` call (and scipy/scikit-learn imports) fails or segfaults.
 * sets ``OMP_NUM_THREADS`` to the usable core count unless the user set it: Paddle's CPU math
-  runs on one thread otherwise (DESIGN.md measured 37 vs 70 GFLOP/s on 2 cores).
+  runs on one thread otherwise (docs/design.md: 37 vs 70 GFLOP/s on 2 cores).
 """
 import os
 import zlib  # noqa: F401  (must be imported before paddle, see above)
 
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+from distill.core import __version__
+from distill.core.runtime import usable_cores
 
-__version__ = "0.1.0"
+os.environ.setdefault("OMP_NUM_THREADS", str(usable_cores()))
+
+__all__ = ["__version__", "run"]
 
 
 def run(recipe, out=None, **options):
@@ -26,6 +29,6 @@ def run(recipe, out=None, **options):
         report = distill.run("recipes/smoke.yaml", out="runs/smoke")
         print(report["students"][0]["distilled"]["test"]["accuracy"])
     """
-    from distill.runner import run as _run
+    from distill.pipeline.runner import run as _run
 
     return _run(recipe, out=out, **options)

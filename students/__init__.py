@@ -3,7 +3,7 @@
 Importing this package does not import Paddle (tokenizers/vocabularies serve the Paddle-free
 predictor); importing distill first binds zlib and sets the thread count (see distill/__init__).
 """
-import distill  # noqa: F401
+import distill.core  # noqa: F401  (runs distill/__init__: zlib before any Paddle import)
 
 
 def __getattr__(name):  # PEP 562: the registry (and Paddle) load on first use only

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 import paddle
 import paddle.nn as nn
 
-from distill.errors import UserError
+from distill.core.errors import UserError
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from distill.errors import UserError
+from distill.core.errors import UserError
 from students.base import StudentConfig, TokenEmbedding, float_mask, outputs
 
 

@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from distill import __version__
-from distill.errors import UserError
-from distill.io import atomic_path, read_json, write_json
+from distill.core import __version__
+from distill.core.errors import UserError
+from distill.core.io import atomic_path, read_json, write_json
 
 WEIGHTS, META = "model_state.pdparams", "student.json"
 
@@ -47,7 +47,7 @@ def load_student(directory) -> Tuple[Any, Any, Dict[str, Any]]:
     """Return ``(model, encoder, meta)`` from a directory written by ``save_student``; model in eval mode."""
     import paddle
 
-    from distill.encoders import load_encoder
+    from distill.text.encoders import load_encoder
     from students.registry import build_student
 
     directory = Path(directory)
@@ -76,7 +76,7 @@ def predict_logits(model, encoder, texts_a: Sequence[str], texts_b: Optional[Seq
     """(N, C) float32 logits in input order (batches sorted by length, no gradients)."""
     import paddle
 
-    from distill.batching import BatchPlan, encode_texts, restore_order
+    from distill.data.batching import BatchPlan, encode_texts, restore_order
 
     data = encode_texts(encoder, list(texts_a), None if texts_b is None else list(texts_b),
                         max_len=max_len)

@@ -8,7 +8,7 @@
 """
 from typing import Any, Dict, Optional
 
-from distill.registry import Registry
+from distill.core.registry import Registry
 from students.bow import BOWStudent
 from students.cnn import CNNStudent
 from students.rnn import BiGRUStudent, BiLSTMStudent
@@ -20,9 +20,6 @@ STUDENTS.add("cnn", CNNStudent)
 STUDENTS.add("lstm", BiLSTMStudent)
 STUDENTS.add("gru", BiGRUStudent)
 STUDENTS.add("tiny", TinyStudent)
-
-# kinds whose input comes from the teacher's sub-word tokenizer instead of a WordVocab
-TOKENIZER_KINDS = ("tiny",)
 
 
 def build_student(kind: str, config: Optional[Dict[str, Any]], vocab_size: int, num_labels: int,

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import paddle.nn as nn
 
-from distill.errors import UserError
+from distill.core.errors import UserError
 from students.base import StudentConfig
 from teachers.config import ErnieConfig
 from teachers.model import ErnieForSequenceClassification

@@ -1,5 +1,5 @@
 """Train a student, plain (gold labels on the training set) or distilled (teacher soft labels over the
-training set plus augmented rows), with the one trainer of ``distill.trainer``.
+training set plus augmented rows), with the one trainer of ``distill.train.trainer``.
 
     # plain baseline
     distill train --kind cnn --train train.tsv --dev dev.tsv --test test.tsv --out runs/cnn_plain
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from distill.errors import UserError
+from distill.core.errors import UserError
 
 WORD_KINDS = ("bow", "cnn", "lstm", "gru")
 DEFAULT_LOSS = {"plain": "hard_ce:1", "distilled": "soft_ce:1"}
@@ -73,7 +73,7 @@ class LossConfig:
             raise UserError(f"loss config, field 'temperature': must be > 0, got {self.temperature}")
 
     def specs(self, mode: str) -> List[Dict[str, Any]]:
-        from distill.losses import parse_loss_spec
+        from distill.train.losses import parse_loss_spec
 
         terms = DEFAULT_LOSS[mode] if self.terms is None else self.terms
         return parse_loss_spec(terms) if isinstance(terms, str) else [dict(t) for t in terms]
@@ -95,7 +95,7 @@ def _typed(cls, value, where: str):
 
 def default_train_config(kind: str, **overrides):
     """The TrainConfig a kind trains with unless told otherwise (Adam 2e-3 for word students)."""
-    from distill.trainer import TrainConfig
+    from distill.train.trainer import TrainConfig
 
     values = dict(TRAIN_DEFAULTS["tiny" if kind == "tiny" else "words"])
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -110,7 +110,7 @@ def _teacher_labels_match(teacher, labels: Sequence[str]) -> None:
 
 def _label_ids_or_missing(examples, labels: Sequence[str]) -> np.ndarray:
     """(N,) int64 gold label ids; -1 for rows without a label (augmented rows)."""
-    from distill.data import label_ids
+    from distill.data.examples import label_ids
 
     out = np.full(len(examples), -1, dtype=np.int64)
     rows = [i for i, ex in enumerate(examples) if ex.label is not None]
@@ -122,7 +122,7 @@ def _label_ids_or_missing(examples, labels: Sequence[str]) -> np.ndarray:
 def build_encoder(kind: str, texts: Sequence[str], vocab: VocabConfig, teacher=None):
     """A WordVocab over ``texts`` for word students; the teacher's tokenizer for ``tiny``
     (or when ``vocab.source == "teacher"``)."""
-    from students.vocab import WordVocab
+    from distill.text.vocab import WordVocab
 
     if kind == "tiny" or vocab.source == "teacher":
         if teacher is None:
@@ -156,7 +156,7 @@ def _build_model(kind: str, config: Optional[Dict[str, Any]], encoder, num_label
 
 
 def _loss_context(model, teacher, layer_map):
-    from distill.losses import LossContext
+    from distill.train.losses import LossContext
 
     ernie = getattr(model, "ernie_config", None)
     return LossContext(
@@ -172,7 +172,7 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
                   encoder=None, loss: Union[None, str, Dict, LossConfig] = None, teacher=None,
                   vocab: Union[None, Dict, VocabConfig] = None, max_len: int = 128,
                   progress: bool = True) -> Dict[str, Any]:
-    """Train one student on ``task`` (a ``distill.data.Task``) and save it to ``out_dir/student``.
+    """Train one student on ``task`` (a ``distill.data.examples.Task``) and save it to ``out_dir/student``.
 
     * plain: ``teacher_logits`` None -> gold labels on ``task.train`` (loss ``hard_ce`` by default);
     * distilled: ``teacher_logits`` (N, C) for ``task.train`` rows followed by ``augmented`` rows
@@ -183,11 +183,11 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     ``encoder`` overrides the input encoder (default: a WordVocab, or the teacher's tokenizer).
     Returns (and writes to ``out_dir/result.json``) dev and test metrics and the training summary.
     """
-    from distill.batching import BatchPlan, encode_examples
-    from distill.io import write_json
-    from distill.losses import build_loss
-    from distill.runtime import seed_everything
-    from distill.trainer import Trainer, eval_mode, evaluate
+    from distill.data.batching import BatchPlan, encode_examples
+    from distill.core.io import write_json
+    from distill.train.losses import build_loss
+    from distill.train.device import seed_everything
+    from distill.train.trainer import Trainer, eval_mode, evaluate
     from students.io import save_student
 
     out_dir = Path(out_dir)
@@ -287,81 +287,3 @@ def load_soft_labels(paths: Sequence) -> np.ndarray:
                             + f", got shape {logits.shape}")
         parts.append(logits.astype(np.float32))
     return np.concatenate(parts)
-
-
-def _json_arg(text: Optional[str], flag: str) -> Dict[str, Any]:
-    if not text:
-        return {}
-    source = Path(text)
-    raw = source.read_text(encoding="utf-8") if source.suffix == ".json" and source.exists() else text
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{flag}: not valid JSON ({err.msg}); e.g. {flag} '{{\"emb_dim\": 64}}'") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{flag}: expected a JSON object, got {raw!r}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", required=True, choices=WORD_KINDS + ("tiny",))
-    parser.add_argument("--train", required=True, help="training file (.tsv/.jsonl/.csv)")
-    parser.add_argument("--dev", help="dev file: picks the best epoch")
-    parser.add_argument("--test", help="test file: reported")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--augmented", help="augmented rows (distill augment output)")
-    parser.add_argument("--soft-labels", nargs="+", metavar="NPY_OR_DIR",
-                        help="teacher logits (.npy files or 'distill label' dirs), stacked in "
-                             "order: the training rows, then the augmented rows")
-    parser.add_argument("--teacher", help="teacher dir: tokenizer/initial layers for tiny; "
-                                          "runs online for hidden_mse/attention losses")
-    parser.add_argument("--loss", help="NAME:WEIGHT,... (default soft_ce:1 with soft labels, "
-                                       "else hard_ce:1); names: soft_ce kl logit_mse hard_ce "
-                                       "hidden_mse attention")
-    parser.add_argument("--temperature", type=float, default=1.0, help="T of soft_ce/kl")
-    parser.add_argument("--config", help="student config as JSON (or a .json file), "
-                                         "e.g. '{\"filter_sizes\": [2, 3, 4]}'")
-    parser.add_argument("--vocab", choices=("words", "teacher"), default="words",
-                        help="word students: word vocabulary or the teacher's tokenizer")
-    parser.add_argument("--min-freq", type=int, default=1)
-    parser.add_argument("--max-vocab", type=int, default=50000)
-    parser.add_argument("--max-len", type=int, default=128)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
-    parser.add_argument("--patience", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def main(args: argparse.Namespace) -> int:
-    from distill.data import load_task, read_examples
-
-    task = load_task(args.train, args.dev, args.test)
-    augmented = read_examples(args.augmented, require_label=False) if args.augmented else None
-    logits = load_soft_labels(args.soft_labels) if args.soft_labels else None
-    teacher = None
-    if args.teacher:
-        from teachers.checkpoint import load_teacher
-
-        teacher = load_teacher(args.teacher)
-    train_config = default_train_config(
-        args.kind, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        weight_decay=args.weight_decay, optimizer=args.optimizer, patience=args.patience,
-        seed=args.seed, device=args.device)
-    result = train_student(
-        args.kind, _json_arg(args.config, "--config"), task, args.out, train_config,
-        teacher_logits=logits, augmented=augmented, teacher=teacher,
-        loss=LossConfig(terms=args.loss, temperature=args.temperature),
-        vocab=VocabConfig(source=args.vocab, min_freq=args.min_freq, max_size=args.max_vocab),
-        max_len=args.max_len, progress=not args.no_progress)
-    line = {k: result[k] for k in ("kind", "mode", "loss", "parameters")}
-    for split in ("dev", "test"):
-        if split in result:
-            line[split] = result[split]
-    print(json.dumps(line))
-    print(f"student saved to {result['student_dir']}")
-    return 0

@@ -4,7 +4,7 @@
 
 ==============  =========================================================================
 built-in name   ``minilm-l6`` (all-MiniLM-L6-v2, English), ``e5-small`` (multilingual-e5-small,
-                4-bit), fetched once by ``distill.fetch.fetch`` into the cache
+                4-bit), fetched once by ``distill.data.fetch.fetch`` into the cache
 canonical       ``save_teacher`` output: ``teacher.json`` + ``model_state.pdparams`` +
                 ``ernie_config.json`` + tokenizer files + ``encoder.json``
 ERNIE repo      ``ernie_config.json`` + ``vocab.txt`` + either ``params/`` (one file per static
@@ -36,15 +36,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-import distill  # noqa: F401  (binds zlib before paddle)
 import paddle
 
-from distill.errors import UserError
-from distill.io import atomic_path, read_json, write_json
-from distill.registry import Registry
+from distill.core.errors import UserError
+from distill.core.io import atomic_path, read_json, write_json
+from distill.core.registry import Registry
 from teachers.config import ConfigError, ErnieConfig
 from teachers.model import ErnieForSequenceClassification
-from teachers.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
+from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
 
 FORMAT_VERSION = 1
 
@@ -374,7 +373,7 @@ def _load_pdparams(path: Path) -> Dict[str, np.ndarray]:
 
 
 def read_canonical(directory: Path) -> RawCheckpoint:
-    from distill.encoders import load_encoder
+    from distill.text.encoders import load_encoder
 
     meta = _read_json(directory / "teacher.json")
     config = ErnieConfig.load(directory / "ernie_config.json")
@@ -497,7 +496,7 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuiltinTeacher:
-    fetch_name: str      # name given to distill.fetch.fetch
+    fetch_name: str      # name given to distill.data.fetch.fetch
     pooling: str
     description: str
 
@@ -514,7 +513,7 @@ def _resolve(source) -> Tuple[Path, Optional[str], Optional[str]]:
     """(path, built-in name or None, default pooling or None)."""
     if isinstance(source, str) and source in BUILTIN_TEACHERS and not Path(source).exists():
         spec = BUILTIN_TEACHERS.get(source)
-        from distill.fetch import fetch  # lazy: network/cache code is not needed for local dirs
+        from distill.data.fetch import fetch  # lazy: network/cache code is not needed for local dirs
 
         return Path(fetch(spec.fetch_name)), source, spec.pooling
     path = Path(source)
@@ -551,7 +550,7 @@ def random_teacher(config: ErnieConfig, tokenizer, num_labels: int, seed: int = 
                    max_len: int = 128) -> Teacher:
     """A randomly initialised teacher (smoke tests, recipes without real weights).
 
-    >>> from teachers.tokenizer import write_wordpiece_vocab, WordPieceTokenizer
+    >>> from distill.text.tokenizer import write_wordpiece_vocab, WordPieceTokenizer
     >>> n = write_wordpiece_vocab(texts, "vocab.txt")                    # doctest: +SKIP
     >>> tok = WordPieceTokenizer("vocab.txt")                            # doctest: +SKIP
     >>> cfg = ErnieConfig(vocab_size=tok.vocab_size, hidden_size=64, num_layers=2, num_heads=4,
@@ -588,11 +587,6 @@ def save_teacher(teacher: Teacher, directory) -> Path:
             "num_labels": teacher.model.num_labels, "max_len": teacher.max_len,
             "pooling": teacher.config.pooling})
     return directory
-
-
-def teacher_info(directory) -> dict:
-    """The ``teacher.json`` of a canonical teacher directory."""
-    return read_json(Path(directory) / "teacher.json")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
-from distill.errors import UserError
-from distill.io import write_json
+from distill.core.errors import UserError
+from distill.core.io import write_json
 
 ACTIVATIONS = ("gelu", "relu")
 POOLINGS = ("cls", "mean")

@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from distill.errors import UserError
+from distill.core.errors import UserError
 
 MAGIC = b"E5S1"
 QK = 32

@@ -18,13 +18,14 @@ arrays (the encoder contract) returns float32 (B, C); an engine is also callable
   ``onnx`` on a sample and reports max abs diff and argmax agreement.
 
 ``auto`` = ``onnx`` on CPU, ``dygraph`` on GPU. Threads are fixed per engine (default: the usable
-cores, ``distill.runtime.num_threads``). Exported files are cached under
+cores, ``distill.core.runtime.num_threads``). Exported files are cached under
 ``<cache_root>/<sha256(weights)[:16]>/<paddle|onnx|onnx-int8>/`` with an ``engine.json`` holding
 the full hash, so a changed teacher never reuses a stale export. ``cache_root`` defaults to
 ``$ERNIE_DISTILL_HOME/engines``; ``distill label`` puts it next to a teacher directory
-(``<teacher>.engines/``). The export itself is ``distill.export_paddle.save_inference_model``
-and ``distill.export_onnx.to_onnx`` / ``quantize_onnx`` (the same code as ``distill export``).
+(``<teacher>.engines/``). The export itself is ``distill.backends.paddle_inference.save_inference_model``
+and ``distill.backends.onnx_runtime.to_onnx`` / ``quantize_onnx`` (the same code as ``distill export``).
 """
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -33,14 +34,14 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from distill.errors import UserError
-from distill.io import atomic_path, home, read_json, write_json
-from distill.registry import Registry
+from distill.core.errors import UserError
+from distill.core.io import atomic_path, home, read_json, write_json
+from distill.core.registry import Registry
+from distill.text.encoders import INPUT_NAMES
 
 log = logging.getLogger("teachers.engines")
 
 Inputs = Dict[str, np.ndarray]  # input_ids / token_type_ids / attention_mask: (B, T) int64
-INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 INT8_OPS = ("MatMul", "Gather")  # DESIGN.md: MiniLM 282 -> 605 ex/s, max logit diff 0.04
 FP32_TOLERANCE = 1e-3  # an exported FP32 engine must match dygraph this closely (scaled by |logit|)
 DYGRAPH_CHECK_ROWS = 8  # rows run through dygraph to check an export (dygraph is the slow one)
@@ -52,7 +53,7 @@ class EngineError(UserError):
 
 @dataclass
 class EngineOptions:
-    """How an engine runs. ``threads=None``: the usable cores (``distill.runtime.num_threads``)."""
+    """How an engine runs. ``threads=None``: the usable cores (``distill.core.runtime.num_threads``)."""
 
     threads: Optional[int] = None
     device: str = "auto"  # dygraph only: auto, cpu, gpu, gpu:N
@@ -68,7 +69,7 @@ class EngineOptions:
         return f"onnx-int8:{','.join(self.int8_ops)}:per_channel={self.int8_per_channel}"
 
     def resolved_threads(self) -> int:
-        from distill.runtime import num_threads
+        from distill.core.runtime import num_threads
 
         return int(self.threads or num_threads())
 
@@ -105,7 +106,7 @@ class DygraphEngine(Engine):
     def __init__(self, model, options: EngineOptions):
         import paddle
 
-        from distill.runtime import select_device
+        from distill.train.device import select_device
 
         place = select_device(options.device)
         threads = options.resolved_threads()
@@ -119,7 +120,7 @@ class DygraphEngine(Engine):
     def logits(self, inputs: Inputs) -> np.ndarray:
         import paddle
 
-        from distill.trainer import eval_mode
+        from distill.train.trainer import eval_mode
 
         with eval_mode(self.model):
             feed = {k: paddle.to_tensor(v) for k, v in _feed(inputs).items()}
@@ -128,12 +129,12 @@ class DygraphEngine(Engine):
 
 
 class PaddleInferenceEngine(Engine):
-    """Paddle Inference FP32 on the jit-saved model (``distill.export_paddle.PaddleRunner``)."""
+    """Paddle Inference FP32 on the jit-saved model (``distill.backends.paddle_inference.PaddleRunner``)."""
 
     name = "paddle-inference"
 
     def __init__(self, model_dir: Path, options: EngineOptions, info: dict):
-        from distill.export_paddle import PaddleRunner
+        from distill.backends.paddle_inference import PaddleRunner
 
         threads = options.resolved_threads()
         self.runner = PaddleRunner(model_dir, int8=False, threads=threads, mkldnn=options.mkldnn)
@@ -144,7 +145,7 @@ class PaddleInferenceEngine(Engine):
 
 
 class OnnxEngine(Engine):
-    """ONNX Runtime CPU session, ``intra_op_num_threads`` fixed (``distill.export_onnx.OnnxRunner``).
+    """ONNX Runtime CPU session, ``intra_op_num_threads`` fixed (``distill.backends.onnx_runtime.OnnxRunner``).
 
     With ``options.sessions = k > 1``: k sessions of ``threads // k`` threads each; every batch
     is cut into k row blocks run at the same time (ORT releases the GIL), i.e. data parallelism
@@ -154,7 +155,7 @@ class OnnxEngine(Engine):
     name = "onnx"
 
     def __init__(self, path: Path, options: EngineOptions, info: dict):
-        from distill.export_onnx import OnnxRunner
+        from distill.backends.onnx_runtime import OnnxRunner
 
         threads, sessions = options.resolved_threads(), max(1, int(options.sessions))
         per_session = max(1, threads // sessions)
@@ -184,11 +185,14 @@ class OnnxInt8Engine(OnnxEngine):
 
 # ------------------------------------------------------------------------------ export cache
 
-def weights_hash(model) -> str:
-    """sha256 of the model's weights (the soft-label cache uses the same hash)."""
-    from teachers.soft_labels import weights_sha256
-
-    return weights_sha256(model)
+def weights_sha256(model) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes, bytes), in name order."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = np.ascontiguousarray(tensor.numpy())
+        h.update(f"{name}:{array.dtype}:{array.shape};".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
 
 
 def cache_dir(weights_sha: str, options: EngineOptions) -> Path:
@@ -240,7 +244,7 @@ def _build_artifact(folder: Path, weights_sha: str, settings: dict, build) -> di
 
 def export_paddle(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, dict]:
     """The jit-saved inference model (``model.pdmodel`` + ``model.pdiparams``), cached."""
-    from distill.export_paddle import save_inference_model
+    from distill.backends.paddle_inference import save_inference_model
 
     folder = cache_dir(weights_sha, options) / "paddle"
 
@@ -252,8 +256,8 @@ def export_paddle(model, weights_sha: str, options: EngineOptions) -> Tuple[Path
 
 
 def export_onnx(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, dict]:
-    """paddle2onnx FP32 file, pre-processed for quantization (``distill.export_onnx.to_onnx``)."""
-    from distill.export_onnx import to_onnx
+    """paddle2onnx FP32 file, pre-processed for quantization (``distill.backends.onnx_runtime.to_onnx``)."""
+    from distill.backends.onnx_runtime import to_onnx
 
     paddle_dir, _ = export_paddle(model, weights_sha, options)
     folder = cache_dir(weights_sha, options) / "onnx"
@@ -264,7 +268,7 @@ def export_onnx(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, 
 
 def export_onnx_int8(model, weights_sha: str, options: EngineOptions) -> Tuple[Path, dict]:
     """ONNX Runtime dynamic INT8 of the FP32 file (weights of ``options.int8_ops`` as int8)."""
-    from distill.export_onnx import quantize_onnx
+    from distill.backends.onnx_runtime import quantize_onnx
 
     fp32, _ = export_onnx(model, weights_sha, options)
     ops, per_channel = list(options.int8_ops), bool(options.int8_per_channel)
@@ -284,17 +288,17 @@ def _dygraph(model, weights_sha: Optional[str], options: EngineOptions) -> Engin
 
 
 def _paddle_inference(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
-    path, meta = export_paddle(model, weights_sha or weights_hash(model), options)
+    path, meta = export_paddle(model, weights_sha or weights_sha256(model), options)
     return PaddleInferenceEngine(path, options, _info(path, meta))
 
 
 def _onnx(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
-    path, meta = export_onnx(model, weights_sha or weights_hash(model), options)
+    path, meta = export_onnx(model, weights_sha or weights_sha256(model), options)
     return OnnxEngine(path, options, _info(path, meta))
 
 
 def _onnx_int8(model, weights_sha: Optional[str], options: EngineOptions) -> Engine:
-    path, meta = export_onnx_int8(model, weights_sha or weights_hash(model), options)
+    path, meta = export_onnx_int8(model, weights_sha or weights_sha256(model), options)
     return OnnxInt8Engine(path, options, _info(path, meta))
 
 
@@ -308,14 +312,13 @@ ENGINES.add("dygraph", _dygraph)
 ENGINES.add("paddle-inference", _paddle_inference)
 ENGINES.add("onnx", _onnx)
 ENGINES.add("onnx-int8", _onnx_int8)
-CHOICES = ("auto",) + tuple(ENGINES.names())
 QUANTIZED = ("onnx-int8",)  # engines whose soft labels differ from the model's beyond rounding
 
 
 def resolve_name(name: str, device: str = "auto") -> str:
     """``auto`` -> ``onnx`` on CPU, ``dygraph`` on GPU; other names are checked and returned."""
     if name == "auto":
-        from distill.runtime import select_device
+        from distill.train.device import select_device
 
         return "dygraph" if select_device(device).startswith("gpu") else "onnx"
     ENGINES.get(name)  # UserError listing the names when unknown

@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from distill.errors import UserError
-from distill.io import write_json
+from distill.core.errors import UserError
+from distill.core.io import write_json
 
 log = logging.getLogger("teachers.finetune")
 
@@ -74,12 +74,12 @@ def freeze_lower_layers(model, train_layers: int) -> List[str]:
 def finetune(teacher, task, config, out_dir, max_len: int = 128,
              train_layers: Optional[int] = None, eval_batch_size: Optional[int] = None) -> Dict:
     """Fine-tune ``teacher`` (a ``teachers.checkpoint.Teacher``) on ``task`` with ``config`` (a
-    ``distill.trainer.TrainConfig``); the teacher is updated in place (best dev weights, labels,
+    ``distill.train.trainer.TrainConfig``); the teacher is updated in place (best dev weights, labels,
     max_len) and saved to ``out_dir/teacher``. Returns dev/test metrics and timings."""
-    from distill.batching import BatchPlan, encode_examples
-    from distill.losses import build_loss
-    from distill.runtime import seed_everything
-    from distill.trainer import Trainer, evaluate
+    from distill.data.batching import BatchPlan, encode_examples
+    from distill.train.losses import build_loss
+    from distill.train.device import seed_everything
+    from distill.train.trainer import Trainer, evaluate
     from teachers.checkpoint import save_teacher
 
     if not task.train:
@@ -134,63 +134,3 @@ def limit_examples(examples, limit: Optional[int], seed: int):
 
 
 # ------------------------------------------------------------------------------ CLI
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--teacher", required=True,
-                        help="built-in teacher name (minilm-l6, e5-small) or a checkpoint dir")
-    data = parser.add_argument_group("data (a built-in data set or three files)")
-    data.add_argument("--data", help="built-in data set: movies_en, reviews_zh")
-    data.add_argument("--train", help="training file (.tsv/.jsonl/.csv)")
-    data.add_argument("--dev", help="dev file, picks the best epoch")
-    data.add_argument("--test", help="test file, scored once at the end")
-    data.add_argument("--limit-train", type=int, default=None, metavar="N",
-                      help="train on a seeded random subset of N examples")
-    parser.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--lr", type=float, default=5e-5)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--micro-batch-size", type=int, default=None,
-                       help="accumulate gradients over batch-size/micro-batch-size slices")
-    train.add_argument("--max-len", type=int, default=128,
-                       help="tokens per text, specials included")
-    train.add_argument("--warmup-ratio", type=float, default=0.1)
-    train.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
-    train.add_argument("--train-layers", type=int, default=None, metavar="N",
-                       help="freeze embeddings and all but the top N encoder layers")
-    train.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
-    train.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--no-progress", action="store_true")
-
-
-def main(args) -> int:
-    from distill.data import load_task
-    from distill.trainer import TrainConfig
-    from teachers.checkpoint import load_teacher
-
-    if args.data:
-        if args.train or args.dev or args.test:
-            raise UserError("give either --data or --train/--dev/--test, not both")
-        from distill.fetch import load_builtin_task
-
-        task = load_builtin_task(args.data)
-    elif args.train:
-        task = load_task(args.train, args.dev, args.test)
-    else:
-        raise UserError("no data: give --data NAME or --train FILE [--dev FILE --test FILE]")
-    task.train = limit_examples(task.train, args.limit_train, args.seed)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         micro_batch_size=args.micro_batch_size, lr=args.lr,
-                         warmup_ratio=args.warmup_ratio, patience=args.patience,
-                         device=args.device, amp=not args.no_amp, seed=args.seed,
-                         progress=not args.no_progress)
-    teacher = load_teacher(args.teacher, num_labels=len(task.labels))
-    result = finetune(teacher, task, config, args.out, max_len=args.max_len,
-                      train_layers=args.train_layers)
-    dev, test = result["dev"] or {}, result["test"] or {}
-    print(f"fine-tuned {teacher.name} on {task.name}: dev accuracy {dev.get('accuracy', 'n/a')}, "
-          f"test accuracy {test.get('accuracy', 'n/a')}, {result['train_time_s']} s training "
-          f"({result['train_examples_per_s']} examples/s); teacher saved to "
-          f"{result['teacher_dir']}")
-    return 0

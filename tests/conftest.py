@@ -9,15 +9,15 @@ import pytest  # noqa: E402
 def toy_sentiment():
     """A tiny trained BOW student on a synthetic two-label task (export/package/predict tests).
 
-    Returns a dict: ``train``/``test`` (distill.data.Example lists), ``labels``, ``vocab``
-    (students.vocab.WordVocab), ``model`` (BOWStudent in eval mode, ~100 % test accuracy).
+    Returns a dict: ``train``/``test`` (distill.data.examples.Example lists), ``labels``, ``vocab``
+    (distill.text.vocab.WordVocab), ``model`` (BOWStudent in eval mode, ~100 % test accuracy).
     """
     import numpy as np
     import paddle
 
-    from distill.data import Example
+    from distill.data.examples import Example
     from students.registry import build_student
-    from students.vocab import WordVocab
+    from distill.text.vocab import WordVocab
 
     rng = np.random.default_rng(0)
     labels = ["neg", "pos"]

@@ -5,15 +5,15 @@ import re
 
 import pytest
 
-from distill.augment import (AugmentConfig, AugmentConfigError, AugmentStats, augment_examples,
+from distill.data.augment.augmenter import (AugmentConfig, AugmentConfigError, AugmentStats, augment_examples,
                              augment_file, augment_texts, mask_token_for)
-from distill.augment_rules import (RULES, RuleContext, WordPools, augment_words,
+from distill.data.augment.rules import (RULES, RuleContext, WordPools, augment_words,
                                    rule_probabilities)
 from distill.cli import main as cli
-from distill.data import Example, read_examples, write_examples
-from distill.errors import UserError
-from distill.postag import load_tagger, pool_key
-from distill.words import detect_language, join_words, split_english, squeeze_spaces
+from distill.data.examples import Example, read_examples, write_examples
+from distill.core.errors import UserError
+from distill.data.augment.postag import load_tagger, pool_key
+from distill.text.words import detect_language, join_words, split_english, squeeze_spaces
 
 EN = [
     "I don't like this movie, it's 2.5 hours of boring stuff.",
@@ -293,7 +293,7 @@ def test_config_is_validated():
 
 
 def test_mask_token_comes_from_the_teacher_encoder(tmp_path, capsys):
-    from teachers.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
+    from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "is", "good"]
     assert mask_token_for(WordPieceTokenizer(vocab)) == "[MASK]"

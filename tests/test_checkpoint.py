@@ -15,12 +15,12 @@ from safetensors.numpy import load_file, save_file
 from scipy.special import erf
 from threadpoolctl import threadpool_limits
 
-from distill.errors import FetchError, UserError
+from distill.core.errors import FetchError, UserError
 from teachers.checkpoint import (CheckpointError, build_teacher, load_teacher, random_teacher,
                                  read_checkpoint, save_teacher)
 from teachers.config import ErnieConfig
 from teachers.e5_q4 import read_e5_q4
-from teachers.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
+from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "very", "not",
          "##s", "a", "is", "this", "中", "国", "好", "很", "电", "影"]
@@ -461,7 +461,7 @@ def test_random_teacher_from_texts(tmp_path):
 
 # --- the real weights --------------------------------------------------------------------------
 def fetched(name):
-    from distill.fetch import fetch
+    from distill.data.fetch import fetch
 
     try:
         return fetch(name)

@@ -25,7 +25,7 @@ def test_unknown_command_is_an_error(capsys):
 
 
 def test_importing_distill_does_not_import_paddle():
-    code = "import sys, distill, distill.cli, distill.encoders; print('paddle' in sys.modules)"
+    code = "import sys, distill, distill.cli, distill.text.encoders; print('paddle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""distill.data: the three readers, every kind of bad input, skip mode, labels, round trips."""
+"""distill.data.examples: the three readers, every kind of bad input, skip mode, labels, round trips."""
 import json
 import logging
 import re
@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from distill.data import Example, Examples, label_ids, load_task, read_examples, write_examples
-from distill.errors import DataError
+from distill.data.examples import Example, Examples, label_ids, load_task, read_examples, write_examples
+from distill.core.errors import DataError
 
 
 def write(path, text, encoding="utf-8"):
@@ -113,7 +113,7 @@ def test_skip_mode_counts_and_warns(tmp_path, caplog):
                "\tnegative\n").encode()   # 4 bad: empty text
     content += "坏\tnegative\n".encode("gbk") + b"also fine\tnegative\n"  # 5 bad bytes, 6 ok
     path = write(tmp_path / "t.tsv", content)
-    with caplog.at_level(logging.WARNING, logger="distill.data"):
+    with caplog.at_level(logging.WARNING, logger="distill.data.examples"):
         rows = read_examples(path, on_error="skip")
     assert isinstance(rows, Examples)
     assert [r.line for r in rows] == [2, 6]

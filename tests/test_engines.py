@@ -7,15 +7,15 @@ import numpy as np
 import paddle
 import pytest
 
-from distill.batching import encode_examples, make_batch
-from distill.data import read_examples
-from distill.errors import UserError
+from distill.data.batching import encode_examples, make_batch
+from distill.data.examples import read_examples
+from distill.core.errors import UserError
 from teachers.checkpoint import random_teacher
 from teachers.config import ErnieConfig
 from teachers.engines import (ENGINES, EngineOptions, build_engine, compare, labelling_engine,
                               resolve_name)
 from teachers.soft_labels import soft_labels
-from teachers.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
+from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "data" / "smoke"
 

@@ -9,11 +9,11 @@ import pytest
 from onnx import numpy_helper
 
 from distill.cli import main as cli_main
-from distill.errors import UserError
-from distill.export import ExportConfig, export_model, load_model_dir
-from distill.export_onnx import OnnxRunner, quantize_onnx
-from distill.export_paddle import PaddleRunner, dygraph_logits, quantize_static
-from distill.measure import MeasureSettings, judge, measure_artifact
+from distill.core.errors import UserError
+from distill.export.exporter import ExportConfig, export_model, load_model_dir
+from distill.backends.onnx_runtime import OnnxRunner, quantize_onnx
+from distill.backends.paddle_inference import PaddleRunner, dygraph_logits, quantize_static
+from distill.export.measure import MeasureSettings, judge, measure_artifact
 from students.registry import build_student
 
 FAST = dict(timed=False, threads=1, max_len=24, calib_size=32, eval_batch_size=16)
@@ -173,7 +173,7 @@ def test_onnx_int8_saturation_is_avoided_with_reduce_range(toy_sentiment, tmp_pa
 
 def test_paddle_ptq_reports_calibration_and_algo(toy_sentiment, tmp_path):
     vocab = toy_sentiment["vocab"]
-    from distill.export_paddle import save_inference_model
+    from distill.backends.paddle_inference import save_inference_model
 
     names = save_inference_model(toy_sentiment["model"], tmp_path / "fp32")
     assert names == ["input_ids", "token_type_ids", "attention_mask"]
@@ -194,7 +194,7 @@ def test_config_validation():
 
 
 def test_cli_export_writes_artifacts_report_and_package(toy_sentiment, tmp_path, capsys):
-    from distill.data import write_examples
+    from distill.data.examples import write_examples
     from students.io import save_student
 
     save_student(tmp_path / "student", toy_sentiment["model"], "bow", toy_sentiment["vocab"],

@@ -1,4 +1,4 @@
-"""distill.fetch: --list, failed downloads leave nothing, a full offline build, split rules.
+"""distill.data.fetch: --list, failed downloads leave nothing, a full offline build, split rules.
 
 Only ``test_real_fetch_movies_en`` may touch the network (9.4 MB, once): it fetches into the
 real cache ($ERNIE_DISTILL_HOME or ~/.cache/ernie-distill) and reuses it afterwards.
@@ -15,12 +15,12 @@ from dataclasses import replace
 import pytest
 
 from distill.cli import main as cli_main
-from distill.data import read_examples
-from distill.errors import FetchError
-from distill.fetch import (ENTRIES, MANIFEST, Entry, build_reviews_zh, clean_review_zh, entries,
+from distill.data.examples import read_examples
+from distill.core.errors import FetchError
+from distill.data.fetch import (ENTRIES, MANIFEST, Entry, build_reviews_zh, clean_review_zh, entries,
                            fetch, load_builtin_task, stratified_split)
-from distill.io import read_json
-from distill.registry import Registry
+from distill.core.io import read_json
+from distill.core.registry import Registry
 
 # A stand-in for pip: copies the file named by $FAKE_ARTIFACT into the -d folder (or writes
 # junk when it is unset) and logs each call, so tests can count downloads.

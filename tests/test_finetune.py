@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from distill.cli import main as cli
-from distill.data import load_task
-from distill.trainer import TrainConfig
+from distill.data.examples import load_task
+from distill.train.trainer import TrainConfig
 from teachers.checkpoint import load_teacher, random_teacher, save_teacher
 from teachers.config import ErnieConfig
 from teachers.finetune import ensure_head, finetune, freeze_lower_layers, limit_examples
-from teachers.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
+from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "data" / "smoke"
 

@@ -3,8 +3,8 @@ import numpy as np
 import paddle
 import pytest
 
-from distill.errors import UserError
-from distill.losses import (LOSSES, AttentionLoss, HiddenMSE, LossContext, build_loss,
+from distill.core.errors import UserError
+from distill.train.losses import (LOSSES, AttentionLoss, HiddenMSE, LossContext, build_loss,
                             parse_loss_spec)
 
 RNG = np.random.default_rng(0)

@@ -6,11 +6,11 @@ import tarfile
 
 import pytest
 
-from distill.errors import PackageError, UserError
-from distill.export import ExportConfig, export_model
-from distill.io import sha256_file
-from distill.measure import ArtifactReport
-from distill.package import PackageMeta, build_package, choose_best
+from distill.core.errors import PackageError, UserError
+from distill.export.exporter import ExportConfig, export_model
+from distill.core.io import sha256_file
+from distill.export.measure import ArtifactReport
+from distill.export.package import PackageMeta, build_package, choose_best
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,6 @@ def test_rebuilding_replaces_the_archive_atomically(exported, tmp_path):
 
 
 def test_package_module_does_not_import_paddle():
-    code = ("import sys, distill.package, distill.measure; "
+    code = ("import sys, distill.export.package, distill.export.measure; "
             "assert 'paddle' not in sys.modules, 'paddle imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from distill.cli import main as cli_main
-from distill.errors import PackageError, UserError
-from distill.export import ExportConfig, export_model
-from distill.export_paddle import dygraph_logits
-from distill.predict import load_package
+from distill.core.errors import PackageError, UserError
+from distill.export.exporter import ExportConfig, export_model
+from distill.backends.paddle_inference import dygraph_logits
+from distill.serve.predict import load_package
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_round_trip_predicts_the_students_labels(package, toy_sentiment):
 def test_loading_and_predicting_never_imports_paddle(package):
     code = (
         "import sys\n"
-        "from distill.predict import load_package\n"
+        "from distill.serve.predict import load_package\n"
         f"p = load_package({str(package)!r}, threads=1)\n"
         "r = p.predict(['good great w1', 'bad awful w2'])\n"
         "assert [x['label'] for x in r] == ['pos', 'neg'], r\n"
@@ -142,7 +142,7 @@ def test_teacher_directory_exports_to_a_package_with_its_wordpiece_tokenizer(toy
                                                                               tmp_path):
     from teachers.checkpoint import random_teacher, save_teacher
     from teachers.config import ErnieConfig
-    from teachers.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
+    from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
     texts = [e.text_a for e in toy_sentiment["train"]]
     write_wordpiece_vocab(texts, tmp_path / "vocab.txt")

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from distill.cli import main
-from distill.errors import RecipeError
-from distill.recipe import apply_overrides, load_recipe
+from distill.core.errors import RecipeError
+from distill.pipeline.recipe import apply_overrides, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "recipes" / "data" / "smoke"
@@ -107,7 +107,7 @@ def test_duplicate_student_names(recipe_dir):
 def test_teacher_export_formats_checked_and_kept_out_of_student_exports(recipe_dir):
     with pytest.raises(RecipeError, match=r"export\.teacher_formats: unknown export format"):
         load_recipe(write(recipe_dir, GOOD + "export:\n  teacher_formats: [onnx, int4]\n"))
-    from distill.runner import RunPlan
+    from distill.pipeline.runner import RunPlan
 
     keys = {}
     for extra in ("", "export:\n  teacher_formats: [onnx, onnx-int8]\n"):
@@ -121,7 +121,7 @@ def test_teacher_export_formats_checked_and_kept_out_of_student_exports(recipe_d
 
 
 def test_trainer_settings_checked_against_train_config(recipe_dir):
-    pytest.importorskip("distill.trainer")
+    pytest.importorskip("distill.train.trainer")
     with pytest.raises(RecipeError) as err:
         load_recipe(write(recipe_dir, GOOD + "    train:\n      epochz: 2\n"))
     assert "students[1].train.epochz" in str(err.value) and "epochs" in str(err.value)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from distill.report import gap_recovered, merge_seeds, render_markdown, write_report
+from distill.pipeline.report import gap_recovered, merge_seeds, render_markdown, write_report
 
 
 def _export(fmt, size, acc, lat, thr, accepted=True, reason=""):

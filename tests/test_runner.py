@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import distill
-from distill.stages import KILL_ENV, Pipeline, Stage, StageFailed, needs
+from distill.pipeline.stages import KILL_ENV, Pipeline, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "recipes" / "smoke.yaml"
@@ -92,11 +92,6 @@ def test_pipeline_keeps_partial_work_of_the_same_fingerprint_only(tmp_path):
     (tmp_path / "c" / "done.json").unlink()
     toy_pipeline(tmp_path, dict(settings, c=30), calls).run()
     assert not (tmp_path / "c" / "resume-me").exists()  # other settings: started afresh
-
-
-def test_a_missing_module_names_the_stage():
-    with pytest.raises(StageFailed, match="stage 'export' needs module distill.no_such_module"):
-        needs("export", "distill.no_such_module")
 
 
 @pytest.fixture(scope="module")

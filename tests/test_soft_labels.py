@@ -6,13 +6,13 @@ import paddle
 import pytest
 
 from distill.cli import main as cli
-from distill.data import read_examples, write_examples
-from distill.errors import UserError
+from distill.data.examples import read_examples, write_examples
+from distill.core.errors import UserError
 from teachers.checkpoint import random_teacher, save_teacher
 from teachers.config import ErnieConfig
 from teachers.soft_labels import (compare_bucketing, merge_shards, parse_shard, shard_from_env,
                                   soft_labels)
-from teachers.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
+from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "data" / "smoke"
 

@@ -7,8 +7,8 @@ import paddle
 import pytest
 
 from distill.cli import main as cli
-from distill.data import Example, Task, load_task, write_examples
-from distill.errors import UserError
+from distill.data.examples import Example, Task, load_task, write_examples
+from distill.core.errors import UserError
 from students.io import load_student, predict_logits
 from students.train import default_train_config, train_student
 
@@ -151,7 +151,7 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
 def tiny_setup(layers=4):
     from teachers.checkpoint import random_teacher
     from teachers.config import ErnieConfig
-    from teachers.tokenizer import WordPieceTokenizer
+    from distill.text.tokenizer import WordPieceTokenizer
 
     task = smoke_task()
     words = sorted({w.lower().strip(".!") for ex in task.train for w in ex.text_a.split()})

@@ -7,11 +7,11 @@ import numpy as np
 import paddle
 import pytest
 
-from distill.encoders import load_encoder
-from distill.errors import UserError
+from distill.text.encoders import load_encoder
+from distill.core.errors import UserError
 from students.io import load_student, predict, predict_logits, save_student
 from students.registry import STUDENTS, build_student
-from students.vocab import WordVocab, detect_language
+from distill.text.vocab import WordVocab, detect_language
 
 WORD_KINDS = ["bow", "cnn", "lstm", "gru"]
 SMALL = {
@@ -103,7 +103,7 @@ def test_vocab_save_load_through_encoder_registry(tmp_path):
 
 
 def test_vocab_module_does_not_import_paddle():
-    code = "import sys, students.vocab; students.vocab.WordVocab.build(['a b']); print('paddle' in sys.modules)"
+    code = "import sys, distill.text.vocab; distill.text.vocab.WordVocab.build(['a b']); print('paddle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -220,7 +220,7 @@ def test_load_student_errors_name_the_file(tmp_path):
 # -- tiny transformer ------------------------------------------------------------------------
 
 def wordpiece():
-    from teachers.tokenizer import WordPieceTokenizer
+    from distill.text.tokenizer import WordPieceTokenizer
 
     words = sorted(set(POS + NEG + FILLER))
     return WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from distill.encoders import load_encoder
-from teachers.tokenizer import (SentencePieceTokenizer, TokenizerError, WordPieceTokenizer,
+from distill.text.encoders import load_encoder
+from distill.text.tokenizer import (SentencePieceTokenizer, TokenizerError, WordPieceTokenizer,
                                 longest_first, read_vocab_file, write_wordpiece_vocab)
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "this", "film", "is", "good", "very",
@@ -173,6 +173,6 @@ def test_sentencepiece_prefix_and_round_trip(tmp_path):
 
 
 def test_tokenizers_do_not_import_paddle():
-    code = ("import sys, distill.encoders, teachers.tokenizer; "
+    code = ("import sys, distill.text.encoders, distill.text.tokenizer; "
             "assert 'paddle' not in sys.modules, 'paddle imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,10 +6,10 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from distill.batching import BatchPlan, EncodedSet, make_batch, restore_order
-from distill.errors import UserError
-from distill.metrics import classification_metrics
-from distill.trainer import TrainConfig, Trainer, eval_mode, evaluate, lr_factor, predict_logits
+from distill.data.batching import BatchPlan, EncodedSet, make_batch, restore_order
+from distill.core.errors import UserError
+from distill.train.metrics import classification_metrics
+from distill.train.trainer import TrainConfig, Trainer, eval_mode, evaluate, lr_factor, predict_logits
 
 
 class TinyClassifier(paddle.nn.Layer):

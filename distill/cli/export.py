@@ -1,0 +1,53 @@
+"""`distill export`: the command line of ``distill.export.exporter``."""
+from pathlib import Path
+
+from distill.export import exporter as library
+from distill.export.exporter import (ExportConfig, FORMATS, MeasureSettings, PTQ_ALGOS, UserError, export_model, load_model_dir)
+
+DESCRIPTION = library.__doc__
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model_dir", help="a saved student or teacher directory")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"comma-separated subset of {','.join(FORMATS)}")
+    parser.add_argument("--eval", help="labelled eval file (.tsv/.jsonl/.csv) for accuracy")
+    parser.add_argument("--calib", help="calibration texts (default: the eval file)")
+    parser.add_argument("--calib-size", type=int, default=200)
+    parser.add_argument("--max-len", type=int, default=None)
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.005,
+                        help="fraction: 0.005 = 0.5 accuracy points")
+    parser.add_argument("--algo", default="hist", choices=PTQ_ALGOS, help="Paddle PTQ algorithm")
+    parser.add_argument("--threads", type=int, default=0, help="0 = every usable core")
+    parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--package", metavar="NAME", help="also write OUT/NAME.tar.gz")
+    parser.add_argument("--teacher", default="", help="teacher name for the package manifest")
+
+def main(args) -> int:
+    from distill.data.examples import read_examples
+    from distill.export.package import describe
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    config = ExportConfig(formats=formats, max_len=args.max_len, calib_size=args.calib_size,
+                          algo=args.algo, max_accuracy_drop=args.max_accuracy_drop,
+                          threads=args.threads,
+                          measure=MeasureSettings(latency_runs=args.latency_runs))
+    config.validate()
+    loaded = load_model_dir(args.model_dir)
+    eval_examples = read_examples(args.eval, labels=loaded.labels) if args.eval else None
+    calib = read_examples(args.calib, require_label=False) if args.calib else None
+    if not eval_examples and not calib:
+        raise UserError("give --eval FILE (labelled, for accuracy) and/or --calib FILE")
+    if calib is None:
+        print(f"distill export: calibrating on {args.eval}; pass --calib TRAIN_FILE to keep "
+              f"calibration and evaluation apart")
+    meta = {"teacher": args.teacher} if args.teacher else None
+    result = export_model(loaded, out_dir=args.out, calib_examples=calib,
+                          eval_examples=eval_examples, config=config, package=args.package,
+                          meta=meta)
+    print(describe(result.reports))
+    if result.package:
+        print(f"package: {result.package}")
+    print(f"report: {Path(args.out) / 'export_report.json'}")
+    return 0

@@ -1,0 +1,74 @@
+"""`distill run`: the command line of ``distill.pipeline.runner``."""
+from typing import List, Optional
+
+from distill.pipeline import runner as library
+from distill.core.errors import RecipeError
+from distill.pipeline.runner import (run)
+
+DESCRIPTION = library.__doc__
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/smoke.yaml")
+    parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe setting, e.g. --set students[0].train.epochs=3")
+    parser.add_argument("--force", action="append", default=[], metavar="STAGE",
+                        help="re-run STAGE (fetch, teacher, augment, soft_labels, baseline, distill, "
+                             "export, package, report, a stage folder, or all) and what follows it")
+    parser.add_argument("--seeds", help="comma-separated student seeds, e.g. 0,1,2 (overrides the recipe)")
+
+
+def main(args) -> int:
+    seeds = _parse_seeds(args.seeds) if args.seeds else None
+    report = run(args.recipe, out=args.out, overrides=args.overrides, force=args.force, seeds=seeds)
+    print(summary_table(report))
+    return 0
+
+
+def _parse_seeds(text: str) -> List[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise RecipeError(f"--seeds {text}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise RecipeError("--seeds: give at least one seed")
+    return seeds
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f}%"
+
+
+def _ms(v) -> str:
+    return "" if v is None else f"{v:.2f} ms"
+
+
+def _best_export(student: dict) -> Optional[dict]:
+    """The export the package would ship for this student (``distill.export.package.choose_best``)."""
+    from distill.export.package import PACKAGE_FORMATS, fastest_then_smallest
+
+    ok = [e for e in student.get("exports", []) if e.get("accepted") and e["format"] in PACKAGE_FORMATS
+          and e.get("latency_ms_b1") is not None]
+    return fastest_then_smallest(ok, latency=lambda e: e["latency_ms_b1"],
+                                 size=lambda e: e["size_bytes"]) if ok else None
+
+
+def summary_table(report: dict) -> str:
+    """The few lines printed at the end of a run: accuracy per model, package path."""
+    t = report["teacher"]
+    rows = [("model", "test acc", "latency b1", "size")]
+    rows.append((f"teacher {t['name']}", _pct((t.get("test") or {}).get("accuracy")),
+                 _ms(t.get("latency_ms_b1")), ""))
+    for s in report["students"]:
+        if s.get("baseline"):
+            rows.append((f"{s['name']} plain", _pct(s["baseline"]["test"].get("accuracy")), "", ""))
+        best = _best_export(s)
+        rows.append((f"{s['name']} distilled", _pct(s["distilled"]["test"].get("accuracy")), "", ""))
+        if best:
+            rows.append((f"{s['name']} {best['format']}", _pct(best["test"].get("accuracy")),
+                         _ms(best.get("latency_ms_b1")), f"{best['size_bytes'] / 2**20:.2f} MB"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(f"package: {report.get('package') or 'none'}")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""`distill train`: the command line of ``students.train``."""
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from students import train as library
+from distill.core.errors import UserError
+from students.train import (LossConfig, VocabConfig, WORD_KINDS, default_train_config, load_soft_labels, train_student)
+
+DESCRIPTION = library.__doc__
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", required=True, choices=WORD_KINDS + ("tiny",))
+    parser.add_argument("--train", required=True, help="training file (.tsv/.jsonl/.csv)")
+    parser.add_argument("--dev", help="dev file: picks the best epoch")
+    parser.add_argument("--test", help="test file: reported")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--augmented", help="augmented rows (distill augment output)")
+    parser.add_argument("--soft-labels", nargs="+", metavar="NPY_OR_DIR",
+                        help="teacher logits (.npy files or 'distill label' dirs), stacked in "
+                             "order: the training rows, then the augmented rows")
+    parser.add_argument("--teacher", help="teacher dir: tokenizer/initial layers for tiny; "
+                                          "runs online for hidden_mse/attention losses")
+    parser.add_argument("--loss", help="NAME:WEIGHT,... (default soft_ce:1 with soft labels, "
+                                       "else hard_ce:1); names: soft_ce kl logit_mse hard_ce "
+                                       "hidden_mse attention")
+    parser.add_argument("--temperature", type=float, default=1.0, help="T of soft_ce/kl")
+    parser.add_argument("--config", help="student config as JSON (or a .json file), "
+                                         "e.g. '{\"filter_sizes\": [2, 3, 4]}'")
+    parser.add_argument("--vocab", choices=("words", "teacher"), default="words",
+                        help="word students: word vocabulary or the teacher's tokenizer")
+    parser.add_argument("--min-freq", type=int, default=1)
+    parser.add_argument("--max-vocab", type=int, default=50000)
+    parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
+    parser.add_argument("--patience", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+
+def main(args: argparse.Namespace) -> int:
+    from distill.data.examples import load_task, read_examples
+
+    task = load_task(args.train, args.dev, args.test)
+    augmented = read_examples(args.augmented, require_label=False) if args.augmented else None
+    logits = load_soft_labels(args.soft_labels) if args.soft_labels else None
+    teacher = None
+    if args.teacher:
+        from teachers.checkpoint import load_teacher
+
+        teacher = load_teacher(args.teacher)
+    train_config = default_train_config(
+        args.kind, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        weight_decay=args.weight_decay, optimizer=args.optimizer, patience=args.patience,
+        seed=args.seed, device=args.device)
+    result = train_student(
+        args.kind, parse_json_arg(args.config, "--config"), task, args.out, train_config,
+        teacher_logits=logits, augmented=augmented, teacher=teacher,
+        loss=LossConfig(terms=args.loss, temperature=args.temperature),
+        vocab=VocabConfig(source=args.vocab, min_freq=args.min_freq, max_size=args.max_vocab),
+        max_len=args.max_len, progress=not args.no_progress)
+    line = {k: result[k] for k in ("kind", "mode", "loss", "parameters")}
+    for split in ("dev", "test"):
+        if split in result:
+            line[split] = result[split]
+    print(json.dumps(line))
+    print(f"student saved to {result['student_dir']}")
+    return 0
+
+
+def parse_json_arg(text: Optional[str], flag: str) -> Dict[str, Any]:
+    if not text:
+        return {}
+    source = Path(text)
+    raw = source.read_text(encoding="utf-8") if source.suffix == ".json" and source.exists() else text
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{flag}: not valid JSON ({err.msg}); e.g. {flag} '{{\"emb_dim\": 64}}'") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag}: expected a JSON object, got {raw!r}")
+    return value

@@ -1,0 +1,1 @@
+"""The pipeline: recipe schema, resumable stages, the runner that chains them, the report."""

@@ -1,0 +1,502 @@
+"""Run a recipe end to end: data -> teacher -> augment -> soft labels -> students -> export -> package.
+
+    distill run recipes/smoke.yaml --out runs/smoke
+    distill run recipes/movies_en/bow_from_minilm.yaml --out runs/demo
+    distill run R.yaml --set students[0].train.epochs=3 --set teacher.max_len=64
+    distill run R.yaml --seeds 0,1,2          # students trained with 3 seeds: mean and _std
+    distill run R.yaml --force distill        # redo distillation and everything after it
+
+Each stage writes into its own folder of the run directory (default ``runs/<recipe name>``)
+and is skipped on a re-run when its fingerprint (its settings plus those of the stages it
+depends on) is unchanged; a killed run resumes. The run ends with ``report.json``,
+``report.md`` and ``plots/`` in the run directory. Python::
+
+    import distill
+    report = distill.run("recipes/smoke.yaml", out="runs/smoke")
+"""
+import dataclasses
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from distill.core.errors import RecipeError, UserError
+from distill.core.io import fingerprint, read_json, sha256_file, write_json, write_text
+from distill.pipeline.recipe import LoadedRecipe, StudentSpec, load_recipe
+from distill.pipeline.stages import Pipeline, Stage, StageContext
+
+DATA_FILES = ("train", "dev", "test")
+
+
+# ------------------------------------------------------------------------------------ run
+def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional[List[str]] = None,
+        seeds: Optional[List[int]] = None, log: Optional[Callable[[str], None]] = None,
+        base_dir=None) -> dict:
+    """Run a recipe (YAML path or dict) and return the report dict (also in OUT/report.json).
+
+    ``base_dir`` resolves a dict recipe's relative paths (default: the working directory).
+    """
+    loaded = load_recipe(recipe, overrides=overrides, base_dir=base_dir)
+    if seeds:
+        loaded.recipe.seeds = list(seeds)
+    run_dir = Path(out) if out else Path("runs") / loaded.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan = RunPlan(loaded, run_dir)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f"distill run: recipe {loaded.path or '(dict)'} -> {run_dir}")
+    write_json(run_dir / "recipe.json", {"path": loaded.path, "settings": loaded.settings()})
+    start = time.perf_counter()
+    Pipeline(run_dir, plan.stages(), force=force, log=say).run()
+    say(f"distill run: finished in {time.perf_counter() - start:.1f} s; report: {run_dir / 'report.md'}")
+    return read_json(run_dir / "report.json")
+
+
+class RunPlan:
+    """Turns a recipe into the list of stages and holds the stage functions."""
+
+    def __init__(self, loaded: LoadedRecipe, run_dir: Path):
+        self.loaded, self.recipe, self.run_dir = loaded, loaded.recipe, run_dir
+        self.seeds = list(self.recipe.seeds)
+
+    # -------------------------------------------------------------------------- the graph
+    def stages(self) -> List[Stage]:
+        r = self.recipe
+        common = {"device": r.device}
+        stages = [
+            Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
+            Stage("teacher", "teacher", self.teacher, dict(common, teacher=_asdict(r.teacher),
+                                                           source=self._teacher_source_id(),
+                                                           seed=self.seeds[0]),
+                  deps=["fetch"], title="fine-tune teacher"),
+            Stage("augment", "augment", self.augment, {"augment": _asdict(r.augment),
+                                                       "tokenizer": self._teacher_source_id()},
+                  deps=["fetch"], title="augment training set"),
+            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_asdict(r.teacher.labels)),
+                  deps=["teacher", "augment"], title="teacher soft labels"),
+        ]
+        for s in r.students:
+            spec = _asdict(s)
+            for seed in self.seeds:
+                if s.baseline:
+                    stages.append(Stage(f"baseline/{s.name}/seed{seed}", "baseline",
+                                        self._student_fn(s, seed, distilled=False),
+                                        dict(common, student=_without(spec, "loss"), seed=seed),
+                                        deps=self._student_deps(s, distilled=False),
+                                        title=f"plain {s.name} (seed {seed})"))
+                stages.append(Stage(f"distill/{s.name}/seed{seed}", "distill",
+                                    self._student_fn(s, seed, distilled=True),
+                                    dict(common, student=_without(spec, "baseline_train"), seed=seed),
+                                    deps=self._student_deps(s, distilled=True),
+                                    title=f"distil {s.name} (seed {seed})"))
+        exports: List[str] = []
+        if r.export.enabled:
+            export_settings = _without(_asdict(r.export), "package", "teacher", "teacher_formats")
+            if r.export.teacher:
+                stages.append(Stage("export/teacher", "export", self.export_teacher,
+                                    dict(export_settings, formats=list(r.export.teacher_formats)),
+                                    deps=["fetch", "teacher"], title="export and measure teacher"))
+                exports.append("export/teacher")
+            for s in r.students:
+                stages.append(Stage(f"export/{s.name}", "export", self._export_fn(s), export_settings,
+                                    deps=["fetch", f"distill/{s.name}/seed{self.seeds[0]}"],
+                                    title=f"export and measure {s.name}"))
+                exports.append(f"export/{s.name}")
+            if r.export.package:
+                stages.append(Stage("package", "package", self.package, {"name": self.loaded.name},
+                                    deps=[e for e in exports if e != "export/teacher"],
+                                    title="package the best student"))
+        report_deps = [s.key for s in stages]
+        stages.append(Stage("report", "report", self.report, {"name": self.loaded.name,
+                                                              "path": self.loaded.path,
+                                                              "seeds": self.seeds},
+                            deps=report_deps, title="report"))
+        return stages
+
+    def _student_deps(self, s: StudentSpec, distilled: bool) -> List[str]:
+        deps = ["fetch", "augment"]  # the word vocabulary is built from train + augmented text
+        if s.kind == "tiny":
+            deps.append("teacher")  # its tokenizer, and optionally its layers for initialisation
+        if distilled:
+            deps.append("soft_labels")
+        return deps
+
+    def _data_settings(self) -> dict:
+        d = self.recipe.data
+        settings = {"data": _asdict(d)}
+        if d.builtin is None:  # the content of the user's files, not just their names
+            settings["sha256"] = {k: sha256_file(getattr(d, k)) for k in DATA_FILES}
+        settings["teacher_source"] = self._teacher_source_id()
+        return settings
+
+    def _teacher_source_id(self):
+        """What identifies the teacher's starting weights: a built-in name, or the files' hashes."""
+        t = self.recipe.teacher
+        path = self.teacher_path()
+        if path is None:
+            return {"name": t.source, "random": t.random if t.source == "random" else None}
+        files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
+        return {"path": str(path), "files": {str(p.relative_to(path.parent)): [p.stat().st_size,
+                                                                                p.stat().st_mtime_ns]
+                                             for p in files}}
+
+    def teacher_path(self) -> Optional[Path]:
+        """The teacher checkpoint path when ``teacher.source`` is one (relative to the recipe)."""
+        source = self.recipe.teacher.source
+        if source == "random":
+            return None
+        candidate = Path(self.loaded.base_dir) / source
+        if candidate.exists():
+            return candidate.resolve()
+        if "/" in source or source.startswith("."):
+            self.loaded.fail("teacher.source", f"checkpoint not found: {source} (looked for {candidate})")
+        return None
+
+    # ---------------------------------------------------------------------------- stages
+    def fetch(self, ctx: StageContext) -> dict:
+        """Load the task (built-in or the user's files), keep copies, and fetch teacher weights."""
+        from distill.data import examples as data
+        d = self.recipe.data
+        if d.builtin is not None:
+            from distill.data import fetch
+            task = fetch.load_builtin_task(d.builtin)
+            name = d.builtin
+        else:
+            task = data.load_task(d.train, d.dev, d.test, fmt=d.format, columns=d.columns,
+                                  name=self.loaded.name, on_error=d.on_error)
+            name = task.name or self.loaded.name
+        train = list(task.train)
+        if d.max_train is not None and d.max_train < len(train):
+            keep = sorted(random.Random(0).sample(range(len(train)), d.max_train))
+            train = [train[i] for i in keep]
+        for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
+            data.write_examples(ctx.dir / f"{split}.jsonl", rows)
+        t = self.recipe.teacher
+        if t.source != "random" and self.teacher_path() is None:
+            from distill.data import fetch
+            fetch.fetch(t.source)
+        result = {"name": name, "labels": list(task.labels),
+                  "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
+        write_json(ctx.dir / "task.json", result)
+        return result
+
+    def task(self, ctx: StageContext):
+        """The task as the fetch stage stored it."""
+        from distill.data import examples as data
+        info = ctx.result("fetch")
+        folder = ctx.dep_dir("fetch")
+        splits = [data.read_examples(folder / f"{s}.jsonl", labels=info["labels"]) for s in DATA_FILES]
+        return data.Task(info["name"], *splits, labels=list(info["labels"]))
+
+    def teacher(self, ctx: StageContext) -> dict:
+        """Load (or build) the teacher, fine-tune it on the task, evaluate it, save it."""
+        from teachers import checkpoint as ckpt
+        from teachers import finetune
+        from distill.train import trainer
+        from distill.data import examples as data
+        task = self.task(ctx)
+        t, seed = self.recipe.teacher, self.seeds[0]
+        if t.source == "random":
+            teacher = self._random_teacher(ctx.dir, task, seed)
+        else:
+            source = str(self.teacher_path() or t.source)
+            teacher = ckpt.load_teacher(source, num_labels=len(task.labels), seed=seed)
+        ft = t.finetune
+        if ft.enabled:
+            train_rows = finetune.limit_examples(task.train, ft.max_train, seed)
+            ft_task = data.Task(task.name, list(train_rows), task.dev, task.test, list(task.labels))
+            config = trainer.TrainConfig(**{"seed": seed, "device": self.recipe.device, **ft.train})
+            result = finetune.finetune(teacher, ft_task, config, ctx.dir, max_len=t.max_len,
+                                       train_layers=ft.train_layers)
+            dev, test = result["dev"], result["test"]
+            extra = {"train_examples": result["train_examples"], "train_time_s": result["train_time_s"],
+                     "best_epoch": result["best_epoch"]}
+        else:  # used as it is: its head must already be trained for these labels
+            if list(teacher.labels) != list(task.labels):
+                self.loaded.fail("teacher.finetune.enabled",
+                                 f"the teacher's labels {list(teacher.labels)} are not the task's "
+                                 f"{list(task.labels)}; fine-tune it (enabled: true)")
+            teacher.max_len = t.max_len
+            dev, test = (_evaluate_model(teacher.model, teacher.tokenizer, rows, task.labels, t.max_len)
+                         for rows in (task.dev, task.test))
+            ckpt.save_teacher(teacher, ctx.dir / "teacher")
+            extra = {}
+        return {"name": teacher.name, "params": _count_params(teacher.model), "labels": list(task.labels),
+                "max_len": t.max_len, "dev": dev, "test": test, "dir": "teacher", **extra}
+
+    def _random_teacher(self, folder: Path, task, seed: int):
+        """A randomly initialised ERNIE with a WordPiece vocabulary of the training texts (smoke)."""
+        from teachers import checkpoint as ckpt
+        from distill.text import tokenizer as tok
+        from teachers import config as config_mod
+        vocab = folder / "random_vocab.txt"
+        tok.write_wordpiece_vocab([t for ex in task.train for t in (ex.text_a, ex.text_b) if t], vocab)
+        tokenizer = tok.WordPieceTokenizer(vocab)
+        settings = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
+                    **self.recipe.teacher.random}
+        config = config_mod.ErnieConfig(vocab_size=tokenizer.vocab_size, **settings)
+        return ckpt.random_teacher(config, tokenizer, len(task.labels), seed=seed, name="random",
+                                   labels=list(task.labels), max_len=self.recipe.teacher.max_len)
+
+    def load_teacher(self, ctx: StageContext):
+        from teachers import checkpoint as ckpt
+        return ckpt.load_teacher(str(ctx.dep_dir("teacher") / "teacher"))
+
+    def augment(self, ctx: StageContext) -> dict:
+        """Expand the training set (Tang et al. rules); the rows keep their source_id, no label."""
+        from distill.data.augment import augmenter as aug
+        from distill.data import examples as data
+        spec = self.recipe.augment
+        task = self.task(ctx)
+        out = ctx.dir / "augmented.jsonl"
+        if not spec.enabled:
+            data.write_examples(out, [])
+            return {"rows": 0, "enabled": False}
+        from distill.text.encoders import load_encoder
+
+        encoder = load_encoder(ctx.dep_dir("teacher") / "teacher")
+        rules = dict(spec.rules)
+        rules.setdefault("mask_token", aug.mask_token_for(encoder))
+        rules.setdefault("seed", 0)
+        config = aug.AugmentConfig(**rules)
+        sources = list(range(len(task.train)))
+        if spec.max_source is not None and spec.max_source < len(sources):
+            sources = sorted(random.Random(config.seed).sample(sources, spec.max_source))
+        stats = aug.AugmentStats()
+        rows = list(aug.augment_examples([task.train[i] for i in sources], config, stats, progress=True))
+        rows = [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]  # train index
+        data.write_examples(out, rows)
+        return {"rows": len(rows), "enabled": True, "summary": stats.summary(),
+                "mask_token": config.mask_token, "lang": stats.lang, "tagger": stats.tagger}
+
+    def augmented(self, ctx: StageContext):
+        from distill.data import examples as data
+        path = ctx.dep_dir("augment") / "augmented.jsonl"
+        return data.read_examples(path, require_label=False) if ctx.result("augment")["rows"] else []
+
+    def soft_labels(self, ctx: StageContext) -> dict:
+        """Teacher logits for the training rows then the augmented rows, in chunks (resumable)."""
+        from teachers import soft_labels as sl
+        spec = self.recipe.teacher.labels
+        teacher = self.load_teacher(ctx)
+        task = self.task(ctx)
+        examples = list(task.train) + list(self.augmented(ctx))
+        logits = sl.soft_labels(teacher, examples, ctx.dir, batch_size=spec.batch_size,
+                                chunk_batches=spec.chunk_batches, device=self.recipe.device,
+                                engine=spec.engine, threads=spec.threads, sessions=spec.sessions,
+                                engine_cache=ctx.dir / "engines")
+        agree = float((logits[: len(task.train)].argmax(1) ==
+                       _label_array(task.train, task.labels)).mean())
+        engine = read_json(ctx.dir / "engine.json") if (ctx.dir / "engine.json").exists() else {}
+        return {"rows": len(examples), "train_rows": len(task.train), "file": sl.MERGED,
+                "engine": engine.get("engine", spec.engine), "check": engine.get("check"),
+                "train_agreement": agree}
+
+    def _student_fn(self, spec: StudentSpec, seed: int, distilled: bool):
+        def fn(ctx: StageContext) -> dict:
+            return self.train_student(ctx, spec, seed, distilled)
+        return fn
+
+    def train_student(self, ctx: StageContext, spec: StudentSpec, seed: int, distilled: bool) -> dict:
+        """Train one student: plain on gold labels, or distilled on soft labels + augmented rows."""
+        from students import train as st
+        task = self.task(ctx)
+        teacher = None
+        loss = dict(spec.loss) if distilled else None
+        online = distilled and _online_terms(loss)
+        if spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher":
+            teacher = self.load_teacher(ctx)
+        settings = dict(spec.train)
+        if not distilled and spec.baseline_train:
+            settings.update(spec.baseline_train)
+        config = st.default_train_config(spec.kind, **dict(settings, seed=seed, device=self.recipe.device))
+        logits = augmented = None
+        if distilled:
+            augmented = self.augmented(ctx)
+            logits = np.load(ctx.dep_dir("soft_labels") / ctx.result("soft_labels")["file"])
+        max_len = spec.max_len or self.recipe.teacher.max_len
+        result = st.train_student(spec.kind, spec.config, task, ctx.dir, config, teacher_logits=logits,
+                                  augmented=augmented, loss=loss, teacher=teacher, vocab=spec.vocab,
+                                  max_len=max_len)
+        keep = ("kind", "mode", "loss", "seed", "train_rows", "augmented_rows", "parameters",
+                "vocab_size", "dev", "test")
+        return {**{k: result.get(k) for k in keep}, "best_epoch": result["fit"]["best_epoch"],
+                "train_time_s": result["fit"]["train_time_s"], "dir": "student"}
+
+    def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
+        from distill.export import exporter as ex
+        task = self.task(ctx)
+        settings = dict(self.recipe.export.settings)
+        if formats is not None:
+            settings["formats"] = formats
+        if "formats" in settings:
+            settings["formats"] = tuple(settings["formats"])
+        if "measure" in settings:
+            from distill.export.measure import MeasureSettings
+
+            settings["measure"] = MeasureSettings(**settings["measure"])
+        config = ex.ExportConfig(**settings)
+        result = ex.export_model(str(model_dir), out_dir=ctx.dir, calib_examples=task.train,
+                                 eval_examples=task.test, config=config)
+        return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
+
+    def export_teacher(self, ctx: StageContext) -> dict:
+        return self._export(ctx, ctx.dep_dir("teacher") / "teacher",
+                            formats=list(self.recipe.export.teacher_formats))
+
+    def _export_fn(self, spec: StudentSpec):
+        def fn(ctx: StageContext) -> dict:
+            return self._export(ctx, ctx.dep_dir(f"distill/{spec.name}/seed{self.seeds[0]}") / "student")
+        return fn
+
+    def package(self, ctx: StageContext) -> dict:
+        """Package the best student's best accepted ONNX artifact as NAME.tar.gz."""
+        from distill.export import package as pk
+        best = None
+        for s in self.recipe.students:
+            reports = ctx.result(f"export/{s.name}")["artifacts"]
+            choice = pk.choose_best(reports)
+            if choice is None:
+                continue
+            score = ((choice.test or {}).get("accuracy", 0.0), -choice.latency_ms_b1["p50"])
+            if best is None or score > best[0]:
+                best = (score, s, reports, choice)
+        if best is None:
+            raise UserError("package: no student has an accepted ONNX export; see the export "
+                            "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
+                                                              for s in self.recipe.students))
+        _, s, reports, choice = best
+        export_dir = ctx.dep_dir(f"export/{s.name}")
+        ref = ctx.result(f"export/{s.name}")["reference"]
+        teacher = ctx.result("teacher")
+        task = ctx.result("fetch")
+        name = self.loaded.name if len(self.recipe.students) == 1 else f"{self.loaded.name}-{s.name}"
+        meta = pk.PackageMeta(teacher=teacher["name"], student=s.kind, max_len=ref["max_len"],
+                              text_pairs=bool(ref.get("text_pairs")),
+                              extra={"recipe": self.loaded.name, "student_name": s.name,
+                                     "task": task["name"]})
+        path = pk.build_package(reports, export_dir / "encoder", task["labels"],
+                                ctx.dir / f"{name}.tar.gz", meta)
+        return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format}
+
+    def report(self, ctx: StageContext) -> dict:
+        from distill.pipeline import report as rep
+        report, curves = self.build_report(ctx)
+        rep.write_report(report, self.run_dir, curves)
+        return {"report": "report.json"}
+
+    # ---------------------------------------------------------------------------- report
+    def build_report(self, ctx: StageContext):
+        from distill.pipeline.report import gap_recovered, mean_std, merge_seeds, speedup
+
+        fetch, teacher = ctx.result("fetch"), ctx.result("teacher")
+        aug = ctx.result("augment")
+        t_test = teacher["test"] or {}
+        t_exports = _exports(ctx.results.get("export/teacher"))
+        t_ref = next((e for e in t_exports if e["format"] == "onnx"), None)
+        report = {
+            "recipe": {"name": self.loaded.name, "path": self.loaded.path, "seeds": self.seeds,
+                       "settings": self.loaded.settings()},
+            "dataset": {"name": fetch["name"], "num_labels": len(fetch["labels"]),
+                        "labels": fetch["labels"],
+                        "sizes": dict(fetch["sizes"], augmented=aug["rows"])},
+            "teacher": {"name": teacher["name"], "params": teacher["params"],
+                        "test": {k: t_test.get(k) for k in ("accuracy", "macro_f1")},
+                        "latency_ms_b1": t_ref["latency_ms_b1"] if t_ref else None,
+                        "throughput_b32": t_ref["throughput_b32"] if t_ref else None,
+                        "exports": t_exports},
+            "students": [],
+            "package": (ctx.results.get("package") or {}).get("path"),
+            "stage_seconds": {k: round(v, 3) for k, v in ctx.seconds.items()},
+        }
+        curves = {}
+        for s in self.recipe.students:
+            plain = [ctx.result(f"baseline/{s.name}/seed{k}") for k in self.seeds] if s.baseline else []
+            dist = [ctx.result(f"distill/{s.name}/seed{k}") for k in self.seeds]
+            entry = {"name": s.name, "kind": s.kind, "params": dist[0]["parameters"],
+                     "baseline": merge_seeds([{"test": r["test"]} for r in plain]) if plain else None,
+                     "distilled": merge_seeds([{"test": r["test"]} for r in dist])}
+            gaps = [gap_recovered(t_test.get("accuracy"), p["test"]["accuracy"], d["test"]["accuracy"])
+                    for p, d in zip(plain, dist)]
+            entry["gap_recovered"], gap_std = mean_std(gaps)
+            if len(self.seeds) > 1:
+                entry["gap_recovered_std"] = gap_std
+            exports = _exports(ctx.results.get(f"export/{s.name}"))
+            ok = [e for e in exports if e["accepted"]]
+            fastest = min(ok, key=lambda e: e["latency_ms_b1"]) if ok else None
+            busiest = max(ok, key=lambda e: e["throughput_b32"]) if ok else None
+            entry["latency_ms_b1"] = fastest["latency_ms_b1"] if fastest else None
+            entry["throughput_b32"] = busiest["throughput_b32"] if busiest else None
+            entry["speedup_b1"] = speedup(report["teacher"]["latency_ms_b1"], entry["latency_ms_b1"], False)
+            entry["speedup_b32"] = speedup(report["teacher"]["throughput_b32"], entry["throughput_b32"], True)
+            entry["exports"] = exports
+            report["students"].append(entry)
+            curves[s.name] = {
+                **({"plain": _epoch_curve(ctx.dep_dir(f"baseline/{s.name}/seed{self.seeds[0]}"))}
+                   if s.baseline else {}),
+                "distilled": _epoch_curve(ctx.dep_dir(f"distill/{s.name}/seed{self.seeds[0]}"))}
+        return report, curves
+
+
+def _exports(result: Optional[dict]) -> List[dict]:
+    """The report's view of an export stage's artifacts (latency = batch-1 p50)."""
+    out = []
+    for a in (result or {}).get("artifacts", []):
+        out.append({"format": a["format"], "size_bytes": a["size_bytes"],
+                    "test": {"accuracy": (a.get("test") or {}).get("accuracy")},
+                    "latency_ms_b1": (a.get("latency_ms_b1") or {}).get("p50"),
+                    "latency_ms_b1_p95": (a.get("latency_ms_b1") or {}).get("p95"),
+                    "throughput_b32": a.get("throughput_b32"),
+                    "accepted": bool(a.get("accepted")), "reason": a.get("reason", "")})
+    return out
+
+
+def _epoch_curve(stage_dir: Path) -> List[dict]:
+    """Per-epoch records of the trainer's metrics.jsonl: epoch, train_loss, dev_accuracy."""
+    path = stage_dir / "train" / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "epoch":
+            rows.append({"epoch": rec["epoch"], "train_loss": rec.get("train_loss"),
+                         "dev_accuracy": (rec.get("dev") or {}).get("accuracy")})
+    return rows
+
+
+def _online_terms(loss: Optional[dict]) -> bool:
+    terms = (loss or {}).get("terms")
+    text = json.dumps(terms) if terms is not None else ""
+    return "hidden_mse" in text or "attention" in text
+
+
+def _count_params(model) -> int:
+    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+
+
+def _label_array(examples, labels) -> np.ndarray:
+    from distill.data.examples import label_ids
+
+    return label_ids(examples, labels)
+
+
+def _evaluate_model(model, encoder, examples, labels, max_len: int) -> Optional[dict]:
+    """Accuracy and macro-F1 of a Paddle model on labelled examples (None for no examples)."""
+    if not examples:
+        return None
+    from distill.data.batching import BatchPlan, encode_examples
+    from distill.train.trainer import evaluate
+
+    return evaluate(model, BatchPlan(encode_examples(encoder, examples, max_len=max_len, labels=labels), 64))
+
+
+def _asdict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def _without(d: dict, *keys) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}

@@ -1,0 +1,188 @@
+"""Cached, resumable stages: each writes into its own folder and is skipped when already done.
+
+A stage's *fingerprint* hashes its settings and the fingerprints of the stages it depends on,
+so a changed setting re-runs that stage and everything downstream of it, and nothing else.
+A stage is done when its folder holds ``done.json`` with the matching fingerprint; that file
+is written last and atomically. ``started.json`` records the fingerprint the folder's partial
+work belongs to: a restart with the same fingerprint keeps it (the trainer and the soft labeller
+resume from their own checkpoints/chunks), a different fingerprint wipes the folder first.
+
+Test hook: ``DISTILL_KILL_AT="KEY:GLOB"`` makes the process SIGKILL itself as soon as a file
+matching GLOB appears in the folder of stage KEY while that stage runs (used by the
+interrupted-run tests; never set it otherwise).
+"""
+import glob
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
+
+from distill.core.errors import UserError
+from distill.core.io import fingerprint, read_json, write_json
+
+# Bump when a stage's outputs change meaning, so old run folders are recomputed.
+STAGE_FORMAT = 1
+KILL_ENV = "DISTILL_KILL_AT"
+
+
+@dataclass
+class Stage:
+    """One unit of cached work. ``fn(ctx)`` does it and returns a JSON-able result."""
+
+    key: str                                   # folder inside the run dir, e.g. "distill/bow/seed0"
+    kind: str                                  # what --force matches, e.g. "distill"
+    fn: Callable[["StageContext"], dict]
+    settings: dict = field(default_factory=dict)
+    deps: List[str] = field(default_factory=list)
+    title: str = ""
+
+
+@dataclass
+class StageContext:
+    """What a running stage sees: its folder, and its dependencies' folders and results."""
+
+    stage: Stage
+    dir: Path
+    run_dir: Path
+    results: Dict[str, dict]                   # key -> result of every finished stage so far
+    seconds: Dict[str, float] = field(default_factory=dict)  # key -> how long each one took
+
+    def dep_dir(self, key: str) -> Path:
+        return self.run_dir / key
+
+    def result(self, key: str) -> dict:
+        return self.results[key]
+
+
+@dataclass
+class StageRecord:
+    key: str
+    fingerprint: str
+    seconds: float                             # time the stage took when it (last) ran
+    skipped: bool
+    result: dict
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+
+class Pipeline:
+    """Runs stages in order, skipping those already done with a matching fingerprint."""
+
+    def __init__(self, run_dir, stages: Iterable[Stage], force: Optional[List[str]] = None,
+                 log: Callable[[str], None] = None):
+        self.run_dir = Path(run_dir)
+        self.stages = list(stages)
+        self.by_key = {s.key: s for s in self.stages}
+        if len(self.by_key) != len(self.stages):
+            raise ValueError("duplicate stage keys")
+        for s in self.stages:
+            for d in s.deps:
+                if d not in self.by_key or self.stages.index(self.by_key[d]) >= self.stages.index(s):
+                    raise ValueError(f"stage {s.key} depends on {d}, which does not run before it")
+        self.forced = self._forced(force or [])
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.fingerprints: Dict[str, str] = {}
+        self.records: Dict[str, StageRecord] = {}
+
+    def _forced(self, names: List[str]) -> set:
+        kinds = {s.kind for s in self.stages}
+        chosen = set()
+        for name in names:
+            if name == "all":
+                return {s.key for s in self.stages}
+            hits = [s.key for s in self.stages
+                    if name in (s.kind, s.key) or s.key.startswith(name.rstrip("/") + "/")]
+            if not hits:
+                raise UserError(f"--force {name}: no such stage; stages: {', '.join(sorted(kinds))} "
+                                f"(or a stage folder such as {self.stages[-1].key}, or 'all')")
+            chosen.update(hits)
+        for s in self.stages:  # everything downstream of a forced stage re-runs too
+            if any(d in chosen for d in s.deps):
+                chosen.add(s.key)
+        return chosen
+
+    def fingerprint_of(self, stage: Stage) -> str:
+        upstream = {d: self.fingerprints[d] for d in stage.deps}
+        return fingerprint(STAGE_FORMAT, stage.kind, stage.settings, upstream)
+
+    def run(self) -> Dict[str, StageRecord]:
+        total = len(self.stages)
+        results: Dict[str, dict] = {}
+        for key in self.forced:  # discarded up front: a killed forced run still redoes them all
+            shutil.rmtree(self.run_dir / key, ignore_errors=True)
+        for i, stage in enumerate(self.stages, 1):
+            fp = self.fingerprint_of(stage)
+            self.fingerprints[stage.key] = fp
+            folder = self.run_dir / stage.key
+            label = f"[{i}/{total}] {stage.title or stage.key}"
+            done = folder / "done.json"
+            if done.exists():
+                info = read_json(done)
+                if info.get("fingerprint") == fp:
+                    rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
+                    self.records[stage.key], results[stage.key] = rec, rec.result
+                    self.log(f"{label}: done before (took {_fmt_seconds(rec.seconds)}), skipped")
+                    continue
+            self._prepare(folder, fp)
+            self.log(f"{label}: running ...")
+            start = time.perf_counter()
+            with _kill_hook(stage.key, folder):
+                seconds = {k: r.seconds for k, r in self.records.items()}
+                result = stage.fn(StageContext(stage, folder, self.run_dir, results, seconds)) or {}
+            seconds = time.perf_counter() - start
+            write_json(done, {"stage": stage.key, "fingerprint": fp, "seconds": round(seconds, 3),
+                              "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "result": result})
+            rec = StageRecord(stage.key, fp, seconds, False, result)
+            self.records[stage.key], results[stage.key] = rec, result
+            self.log(f"{label}: finished in {_fmt_seconds(seconds)}")
+        return self.records
+
+    @staticmethod
+    def _prepare(folder: Path, fp: str) -> None:
+        """Keep a half-finished folder of the same fingerprint (to resume); wipe anything else."""
+        started = folder / "started.json"
+        keep = started.exists() and read_json(started).get("fingerprint") == fp
+        if folder.exists() and not keep:
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "done.json").unlink(missing_ok=True)
+        if not keep:
+            write_json(started, {"fingerprint": fp, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+class _kill_hook:
+    """Test hook (see module docstring): SIGKILL this process when GLOB appears in the folder."""
+
+    def __init__(self, key: str, folder: Path):
+        spec = os.environ.get(KILL_ENV, "")
+        target, _, pattern = spec.partition(":")
+        self.active = bool(spec) and target == key
+        self.pattern, self.folder = pattern or "*", folder
+        self.stop = threading.Event()
+
+    def _check(self):
+        if glob.glob(str(self.folder / "**" / self.pattern), recursive=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _watch(self):
+        while not self.stop.is_set():
+            self._check()
+            time.sleep(0.002)
+
+    def __enter__(self):
+        if self.active:
+            threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.active:  # the file appeared just before the stage ended: still die before done.json
+            self._check()
+        return False

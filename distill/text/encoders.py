@@ -1,0 +1,32 @@
+"""Load any saved text encoder (WordPiece, SentencePiece, word vocabulary) from its directory.
+
+No Paddle here: the edge runtime uses this.
+"""
+import json
+from pathlib import Path
+
+from distill.core.errors import UserError
+from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
+from distill.text.vocab import WordVocab
+
+# The model inputs of every encoded batch, int64 (B, T) each; exported models take these names.
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+
+# encoder.json "type" -> class with a ``load(dir)`` classmethod.
+ENCODER_TYPES = {
+    "wordpiece": WordPieceTokenizer,
+    "sentencepiece": SentencePieceTokenizer,
+    "words": WordVocab,
+}
+
+
+def load_encoder(directory):
+    """Read ``encoder.json`` in ``directory`` and load the encoder it names."""
+    meta_path = Path(directory) / "encoder.json"
+    if not meta_path.exists():
+        raise UserError(f"{meta_path}: missing; is this a saved model or package directory?")
+    kind = json.loads(meta_path.read_text(encoding="utf-8")).get("type")
+    if kind not in ENCODER_TYPES:
+        raise UserError(f"{meta_path}: unknown encoder type {kind!r}; expected one of "
+                        f"{', '.join(ENCODER_TYPES)}")
+    return ENCODER_TYPES[kind].load(directory)

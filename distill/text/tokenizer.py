@@ -1,0 +1,372 @@
+"""Teacher tokenizers (no Paddle): WordPiece (BERT/ERNIE vocab.txt) and SentencePiece (e5/XLM-R).
+
+Both implement the encoder contract of ``distill/ARCHITECTURE.md``::
+
+    tok = WordPieceTokenizer("vocab.txt")                    # BERT uncased / ERNIE 1.0 Chinese
+    batch = tok.encode(["a movie", "好看"], ["first text's partner", "second"], max_len=128)
+    batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]   # (B, T) int64
+    tok.save("out/"); distill.text.encoders.load_encoder("out/")  # dispatches on encoder.json
+
+Pairs: ``[CLS] a [SEP] b [SEP]`` (types 0.. 1..) for WordPiece, ``<s> a </s></s> b </s>``
+(types all 0) for SentencePiece; truncation is longest-first (the same rule as HF tokenizers);
+rows are padded to the longest row of the batch.
+"""
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from distill.core.errors import UserError
+from distill.core.io import atomic_path, write_json
+
+ENCODER_FILE = "encoder.json"
+WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class TokenizerError(UserError):
+    """A vocabulary or tokenizer file that cannot be used; the message names the file."""
+
+
+def longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
+    """Lengths kept by longest-first truncation of a pair into ``budget`` tokens.
+
+    Same rule as HF tokenizers: only the longer side is cut while the shorter one fits in
+    half; otherwise both get half (the second side gets the odd token).
+    """
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    short, long_ = sorted((len_a, len_b))
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short, long_ = budget // 2, budget // 2 + budget % 2
+    return (short, long_) if len_a <= len_b else (long_, short)
+
+
+def _check_batch(texts_a: Sequence[str], texts_b: Optional[Sequence[str]], max_len: int,
+                 specials: int):
+    if isinstance(texts_a, str):
+        raise TypeError("encode() takes a list of texts, not a single string")
+    if texts_b is not None and len(texts_b) != len(texts_a):
+        raise ValueError(f"texts_b has {len(texts_b)} rows but texts_a has {len(texts_a)}")
+    if max_len < specials + (1 if texts_b is None else 2):
+        raise ValueError(f"max_len={max_len} leaves no room for text after {specials} special "
+                         f"tokens")
+
+
+def _pad(rows: List[List[int]], types: List[List[int]], pad_id: int) -> Dict[str, np.ndarray]:
+    """Right-pad id lists to the longest row: the three (B, T) int64 arrays of the contract."""
+    width = max((len(r) for r in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    type_ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, (row, typ) in enumerate(zip(rows, types)):
+        ids[i, :len(row)], type_ids[i, :len(row)], mask[i, :len(row)] = row, typ, 1
+    return {"input_ids": ids, "token_type_ids": type_ids, "attention_mask": mask}
+
+
+def read_vocab_file(path) -> List[str]:
+    """Tokens in id order from a vocab.txt: one token per line (BERT, PaddleNLP) or
+    ``token<TAB>id`` (ERNIE repo). Duplicate ids or an empty file raise ``TokenizerError``."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise TokenizerError(f"{path}: vocabulary file missing") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise TokenizerError(f"{path}: empty vocabulary")
+    if all("\t" in line for line in lines):
+        by_id: Dict[int, str] = {}
+        for n, line in enumerate(lines, 1):
+            token, _, index = line.rpartition("\t")
+            try:
+                idx = int(index)
+            except ValueError:
+                raise TokenizerError(
+                    f"{path}, line {n}: expected 'token<TAB>id', got {line!r}") from None
+            if idx in by_id:
+                raise TokenizerError(f"{path}, line {n}: id {idx} used twice")
+            by_id[idx] = token
+        return [by_id.get(i, f"[unused_id_{i}]") for i in range(max(by_id) + 1)]
+    return [line.rstrip("\r") for line in lines]
+
+
+class WordPieceTokenizer:
+    """BERT/ERNIE WordPiece on HF ``tokenizers``: BertNormalizer (clean text, CJK characters
+    split one by one, optional lowercase + accent stripping) + BertPreTokenizer + WordPiece.
+
+    ``vocab``: a vocab.txt path or the token list in id order. Special tokens written in the
+    text (``[MASK]`` from augmentation) map to their ids.
+    """
+
+    kind = "wordpiece"
+
+    def __init__(self, vocab: Union[str, Path, Sequence[str]], lowercase: bool = True,
+                 strip_accents: Optional[bool] = None, unk_token: str = "[UNK]",
+                 cls_token: str = "[CLS]", sep_token: str = "[SEP]", pad_token: str = "[PAD]",
+                 mask_token: str = "[MASK]"):
+        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+        source = str(vocab) if isinstance(vocab, (str, Path)) else "vocabulary"
+        is_file = isinstance(vocab, (str, Path))
+        self.tokens: List[str] = read_vocab_file(vocab) if is_file else list(vocab)
+        ids: Dict[str, int] = {}
+        for i, token in enumerate(self.tokens):
+            ids.setdefault(token, i)
+        for name, token in (("unk_token", unk_token), ("cls_token", cls_token),
+                            ("sep_token", sep_token), ("pad_token", pad_token)):
+            if token not in ids:
+                raise TokenizerError(f"{source}: {name} {token!r} is not in the vocabulary")
+        self.lowercase, self.strip_accents = lowercase, strip_accents
+        self.unk_token, self.cls_token = unk_token, cls_token
+        self.sep_token, self.pad_token = sep_token, pad_token
+        self.mask_token = mask_token if mask_token in ids else unk_token
+        self._ids = ids
+        tok = Tokenizer(models.WordPiece(vocab=ids, unk_token=unk_token,
+                                         max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
+            lowercase=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        cls_id, sep_id = ids[cls_token], ids[sep_token]
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls_token} $A {sep_token}",
+            pair=f"{cls_token} $A {sep_token} $B:1 {sep_token}:1",
+            special_tokens=[(cls_token, cls_id), (sep_token, sep_id)])
+        specials = (pad_token, unk_token, cls_token, sep_token, mask_token)
+        tok.add_special_tokens([t for t in specials if t in ids])
+        self._tok = tok
+
+    # -- contract -------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def pad_id(self) -> int:
+        return self._ids[self.pad_token]
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        return self._ids.get(token)
+
+    def id_to_token(self, index: int) -> str:
+        return self.tokens[index]
+
+    def tokenize(self, text: str) -> List[str]:
+        """WordPiece tokens of one text, without [CLS]/[SEP]."""
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        return self._tok.encode(text, add_special_tokens=False).tokens
+
+    def encode(self, texts_a: Sequence[str], texts_b: Optional[Sequence[str]] = None,
+               max_len: int = 128) -> Dict[str, np.ndarray]:
+        """Batch-encode: ``input_ids``, ``token_type_ids``, ``attention_mask``, (B, T) int64."""
+        _check_batch(texts_a, texts_b, max_len, 2 if texts_b is None else 3)
+        if not len(texts_a):
+            return _pad([], [], self.pad_id)
+        self._tok.enable_truncation(max_len, strategy="longest_first")
+        self._tok.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
+        inputs = list(texts_a) if texts_b is None else list(zip(texts_a, texts_b))
+        encodings = self._tok.encode_batch(inputs)
+        return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+
+    def save(self, directory) -> None:
+        """Write ``vocab.txt`` (one token per line) and ``encoder.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "vocab.txt") as tmp:
+            tmp.write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
+        write_json(directory / ENCODER_FILE, {
+            "type": self.kind, "vocab": "vocab.txt", "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents, "unk_token": self.unk_token,
+            "cls_token": self.cls_token, "sep_token": self.sep_token,
+            "pad_token": self.pad_token, "mask_token": self.mask_token})
+
+    @classmethod
+    def load(cls, directory) -> "WordPieceTokenizer":
+        meta = _read_meta(directory, cls.kind)
+        return cls(Path(directory) / meta.pop("vocab", "vocab.txt"), **meta)
+
+
+class SentencePieceTokenizer:
+    """SentencePiece (unigram/BPE) via the ``sentencepiece`` library, XLM-R pair format.
+
+    ``model``: a serialized ``ModelProto`` (bytes) or a ``.model`` file. ``prefix`` is put in
+    front of every text (e5 wants ``"query: "``). Texts are stripped first. Token type ids
+    are all 0 (RoBERTa-style models have no segment embedding worth using).
+    """
+
+    kind = "sentencepiece"
+    MODEL_FILE = "sentencepiece.model"
+
+    def __init__(self, model: Union[bytes, str, Path], prefix: str = "", bos_token: str = "<s>",
+                 eos_token: str = "</s>", pad_token: str = "<pad>", unk_token: str = "<unk>",
+                 mask_token: str = "<mask>"):
+        import sentencepiece as spm
+
+        if isinstance(model, (str, Path)):
+            try:
+                model = Path(model).read_bytes()
+            except FileNotFoundError:
+                raise TokenizerError(f"{model}: sentencepiece model missing") from None
+        self._proto = bytes(model)
+        self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
+        self.prefix = prefix
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self.pad_token, self.unk_token = pad_token, unk_token
+        for name, token in (("bos_token", bos_token), ("eos_token", eos_token),
+                            ("pad_token", pad_token), ("unk_token", unk_token)):
+            if self.token_to_id(token) is None:
+                raise TokenizerError(f"sentencepiece model: {name} {token!r} is not a piece")
+        self.mask_token = mask_token if self.token_to_id(mask_token) is not None else unk_token
+        self.bos_id, self.eos_id = self.token_to_id(bos_token), self.token_to_id(eos_token)
+
+    @classmethod
+    def from_pieces(cls, pieces: Sequence[str], scores: Sequence[float], unk_id: int,
+                    control: Iterable[str] = ("<s>", "<pad>", "</s>"),
+                    user_defined: Iterable[str] = ("<mask>",),
+                    normalizer_map: Optional[Sequence[Tuple[str, str]]] = None,
+                    **options) -> "SentencePieceTokenizer":
+        """Build a UNIGRAM model from pieces in id order and their scores.
+
+        ``control`` pieces never come out of text; ``user_defined`` ones (the mask token) are
+        matched literally in the text; ``normalizer_map`` (source -> replacement strings) is
+        compiled into the model's ``precompiled_charsmap`` (NFKC-style rules of e5/XLM-R).
+        """
+        import sentencepiece as spm
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        if len(pieces) != len(scores):
+            raise ValueError(f"{len(pieces)} pieces but {len(scores)} scores")
+        control, user_defined = set(control), set(user_defined)
+        proto = pb.ModelProto()
+        proto.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
+        proto.trainer_spec.vocab_size = len(pieces)
+        proto.trainer_spec.unk_id = unk_id
+        kinds = pb.ModelProto.SentencePiece
+        for i, (piece, score) in enumerate(zip(pieces, scores)):
+            entry = proto.pieces.add()
+            entry.piece, entry.score = piece, float(score)
+            if i == unk_id:
+                entry.type = kinds.UNKNOWN
+            elif piece in control:
+                entry.type = kinds.CONTROL
+            elif piece in user_defined:
+                entry.type = kinds.USER_DEFINED
+        for special, field in (("<s>", "bos_id"), ("</s>", "eos_id"), ("<pad>", "pad_id")):
+            present = special in control and special in pieces
+            setattr(proto.trainer_spec, field, pieces.index(special) if present else -1)
+        if normalizer_map:
+            spm.set_min_log_level(1)  # the rule compiler logs INFO lines to stderr otherwise
+            normalizer = spm.SentencePieceNormalizer(norm_map=sorted(normalizer_map))
+            proto.normalizer_spec.ParseFromString(normalizer.serialized_normalizer_spec())
+            proto.normalizer_spec.name = "precompiled"
+        else:
+            proto.normalizer_spec.name = "identity"
+        proto.normalizer_spec.add_dummy_prefix = True
+        proto.normalizer_spec.remove_extra_whitespaces = True
+        proto.normalizer_spec.escape_whitespaces = True
+        return cls(proto.SerializeToString(), **options)
+
+    # -- contract -------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    @property
+    def pad_id(self) -> int:
+        return self.token_to_id(self.pad_token)
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        index = self._sp.piece_to_id(token)
+        unknown = index == self._sp.unk_id() and token != self._sp.id_to_piece(index)
+        return None if unknown else index
+
+    def id_to_token(self, index: int) -> str:
+        return self._sp.id_to_piece(index)
+
+    def tokenize(self, text: str) -> List[str]:
+        """Pieces of one stripped text (no prefix, no <s>/</s>)."""
+        return self._sp.encode(text.strip(), out_type=str)
+
+    def _ids(self, texts: Sequence[str]) -> List[List[int]]:
+        return self._sp.encode([self.prefix + t.strip() for t in texts], out_type=int)
+
+    def encode(self, texts_a: Sequence[str], texts_b: Optional[Sequence[str]] = None,
+               max_len: int = 128) -> Dict[str, np.ndarray]:
+        """Batch-encode: ``input_ids``, ``token_type_ids``, ``attention_mask``, (B, T) int64."""
+        _check_batch(texts_a, texts_b, max_len, 2 if texts_b is None else 4)
+        bos, eos = self.bos_id, self.eos_id
+        rows: List[List[int]] = []
+        if texts_b is None:
+            for a in self._ids(texts_a):
+                rows.append([bos] + a[:max_len - 2] + [eos])
+        else:
+            for a, b in zip(self._ids(texts_a), self._ids(texts_b)):
+                na, nb = longest_first(len(a), len(b), max_len - 4)
+                rows.append([bos] + a[:na] + [eos, eos] + b[:nb] + [eos])
+        return _pad(rows, [[0] * len(r) for r in rows], self.pad_id)
+
+    def save(self, directory) -> None:
+        """Write ``sentencepiece.model`` and ``encoder.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / self.MODEL_FILE) as tmp:
+            tmp.write_bytes(self._proto)
+        write_json(directory / ENCODER_FILE, {
+            "type": self.kind, "model": self.MODEL_FILE, "prefix": self.prefix,
+            "bos_token": self.bos_token, "eos_token": self.eos_token, "pad_token": self.pad_token,
+            "unk_token": self.unk_token, "mask_token": self.mask_token})
+
+    @classmethod
+    def load(cls, directory) -> "SentencePieceTokenizer":
+        meta = _read_meta(directory, cls.kind)
+        return cls(Path(directory) / meta.pop("model", cls.MODEL_FILE), **meta)
+
+
+def _read_meta(directory, kind: str) -> dict:
+    path = Path(directory) / ENCODER_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TokenizerError(f"{path}: missing") from None
+    except json.JSONDecodeError as err:
+        raise TokenizerError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from None
+    if meta.pop("type", None) != kind:
+        raise TokenizerError(f"{path}: not a {kind} encoder")
+    return meta
+
+
+def write_wordpiece_vocab(texts: Iterable[str], path, max_words: int = 5000,
+                          lowercase: bool = True) -> int:
+    """Write a small vocab.txt for a randomly initialised teacher: the five BERT specials,
+    every character seen (alone and as ``##`` continuation) and the ``max_words`` most frequent
+    words (split like ``WordPieceTokenizer`` splits them). Returns the vocabulary size.
+
+    >>> write_wordpiece_vocab(["a good film", "很好看"], "vocab.txt")  # doctest: +SKIP
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                            strip_accents=None, lowercase=lowercase)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    words: Counter = Counter()
+    chars: Counter = Counter()
+    for text in texts:
+        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)):
+            words[word] += 1
+            chars.update(word)
+    by_count = lambda counter: sorted(counter, key=lambda k: (-counter[k], k))  # noqa: E731
+    char_list = by_count(chars)
+    tokens = list(WORDPIECE_SPECIALS) + char_list + ["##" + c for c in char_list]
+    seen = set(tokens)
+    tokens += [w for w in by_count(words) if len(w) > 1 and w not in seen][:max_words]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return len(tokens)
+

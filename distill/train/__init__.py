@@ -1,0 +1,1 @@
+"""Training: the trainer every model goes through, the loss registry, and metrics."""
