@@ -18,8 +18,11 @@ $(STAMP): requirements.txt setup.py
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# import contracts first (seconds), then the fast tests, then the end-to-end ones
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m e2e
 
 demo: install
 	$(BIN)/distill run recipes/movies_en/bow_from_minilm.yaml --out runs/demo

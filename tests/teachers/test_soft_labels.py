@@ -14,7 +14,7 @@ from teachers.soft_labels import (compare_bucketing, merge_shards, parse_shard, 
                                   soft_labels)
 from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
-SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "data" / "smoke"
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "data" / "smoke"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from teachers.engines import (ENGINES, EngineOptions, build_engine, compare, lab
 from teachers.soft_labels import soft_labels
 from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
-SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "data" / "smoke"
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "data" / "smoke"
 
 
 @pytest.fixture(scope="module")

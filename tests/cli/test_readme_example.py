@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+
+pytestmark = pytest.mark.e2e  # runs whole recipes / commands
+
+ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- readme-example: start -->", "<!-- readme-example: end -->"
 
 

@@ -11,7 +11,7 @@ from distill.cli import main
 from distill.core.errors import RecipeError
 from distill.pipeline.recipe import apply_overrides, load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "recipes" / "data" / "smoke"
 
 GOOD = """\

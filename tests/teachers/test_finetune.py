@@ -12,7 +12,7 @@ from teachers.config import ErnieConfig
 from teachers.finetune import ensure_head, finetune, freeze_lower_layers, limit_examples
 from distill.text.tokenizer import WordPieceTokenizer, write_wordpiece_vocab
 
-SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "data" / "smoke"
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "data" / "smoke"
 
 
 @pytest.fixture(scope="module")

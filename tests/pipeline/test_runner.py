@@ -15,7 +15,9 @@ import pytest
 import distill
 from distill.pipeline.stages import KILL_ENV, Pipeline, Stage
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e  # runs whole recipes / commands
+
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 
 REPORT_KEYS = {"recipe", "dataset", "teacher", "students", "package", "stage_seconds"}

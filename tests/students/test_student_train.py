@@ -12,7 +12,7 @@ from distill.core.errors import UserError
 from students.io import load_student, predict_logits
 from students.train import default_train_config, train_student
 
-SMOKE = Path(__file__).resolve().parent.parent / "recipes" / "data" / "smoke"
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "data" / "smoke"
 
 
 def smoke_task():
