@@ -22,9 +22,10 @@ import numpy as np
 
 from bench.common import (ROOT, base_parser, cores, machine, machine_line, md_table,
                           results_dir, write_results)
+from distill.train.trainer import count_parameters
 
 RUNTIMES = ("dygraph", "paddle", "paddle-int8", "onnx", "onnx-int8")
-KINDS = ("bow", "cnn", "lstm", "tiny")
+KINDS = ("bow", "cnn", "lstm", "tiny")  # the recipe-sized students measured
 RECIPES = ROOT / "recipes" / "movies_en"
 MAX_LEN = 128  # no truncation: movies_en's longest sentence has 72 WordPiece tokens
 
@@ -76,10 +77,6 @@ def build_models(teacher, train_texts: List[str]):
     return models
 
 
-def parameter_count(model) -> int:
-    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
-
-
 def dygraph_runner(model):
     import paddle
 
@@ -106,8 +103,7 @@ def measure_model(loaded, eval_examples, calib_examples, out_dir: Path, settings
     singles = _singles(batches, settings.latency_sentences)
     out = {"dygraph": {"latency_ms_b1": latency_b1(run, singles, settings),
                        "throughput_b32": throughput(run, batches, settings),
-                       "size_bytes": int(sum(int(np.prod(p.shape)) * 4
-                                             for p in loaded.model.parameters())),
+                       "size_bytes": 4 * count_parameters(loaded.model),
                        "accepted": True, "parity": {"max_abs_diff": 0.0,
                                                     "argmax_agreement": 1.0}}}
     config = ExportConfig(formats=tuple(r for r in RUNTIMES if r != "dygraph"), max_len=MAX_LEN,
@@ -152,7 +148,7 @@ def bench(quick: bool) -> Dict[str, object]:
         for name, (loaded, config) in models.items():
             start = time.perf_counter()
             print(f"{name}: exporting and measuring ...", flush=True)
-            rows[name] = {"config": config, "parameters": parameter_count(loaded.model),
+            rows[name] = {"config": config, "parameters": count_parameters(loaded.model),
                           "runtimes": measure_model(loaded, test, train, Path(tmp) / name,
                                                     settings, threads, calib_size)}
             for rt, m in rows[name]["runtimes"].items():

@@ -21,33 +21,43 @@ from students.base import StudentConfig
 from teachers.config import ErnieConfig
 from teachers.model import ErnieForSequenceClassification
 
-# ErnieConfig fields a tiny student shares with its teacher (all but vocab_size / pad_token_id)
-_SHARED = tuple(f.name for f in dataclasses.fields(ErnieConfig)
-                if f.name not in ("vocab_size", "pad_token_id"))
+# What the tokenizer decides, not the student config
+_FROM_TOKENIZER = ("vocab_size", "pad_token_id")
+_TINY_SIZES = {"num_layers": 4, "hidden_size": 312, "intermediate_size": 1200}
+
+
+def _encoder_fields() -> list:
+    """ErnieConfig's fields (less the tokenizer's), with a tiny student's default sizes."""
+    out = []
+    for f in dataclasses.fields(ErnieConfig):
+        if f.name in _FROM_TOKENIZER:
+            continue
+        if f.name in _TINY_SIZES:
+            default = dataclasses.field(default=_TINY_SIZES[f.name])
+        elif f.default is not dataclasses.MISSING:
+            default = dataclasses.field(default=f.default)
+        else:
+            default = dataclasses.field(default_factory=f.default_factory)
+        out.append((f.name, f.type, default))
+    return out
+
+
+_TinyFields = dataclasses.make_dataclass(
+    "_TinyFields", _encoder_fields() + [
+        ("init", str, dataclasses.field(default="teacher")),  # teacher | random
+        ("teacher_layers", Tuple[int, ...], dataclasses.field(default=())),  # () = every k-th
+    ], bases=(StudentConfig,))
+_SHARED = tuple(name for name, _, _ in _encoder_fields())
 
 
 @dataclasses.dataclass
-class TinyConfig(StudentConfig):
-    num_layers: int = 4
-    hidden_size: int = 312
-    num_heads: int = 12
-    intermediate_size: int = 1200
-    hidden_act: str = "gelu"
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    task_type_vocab_size: int = 0
-    use_task_id: bool = False
-    task_id: int = 0
-    layer_norm_eps: float = 1e-12
-    hidden_dropout: float = 0.1
-    attention_dropout: float = 0.1
-    pooling: str = "cls"
-    initializer_range: float = 0.02
-    init: str = "teacher"  # teacher | random
-    teacher_layers: Tuple[int, ...] = ()  # 0-based teacher layers to copy; () = every k-th
+class TinyConfig(_TinyFields):
+    """Every ``ErnieConfig`` field but vocab_size/pad_token_id (tiny sizes by default), plus
+    ``init`` (teacher | random) and ``teacher_layers`` (0-based teacher layers to copy)."""
 
     def validate(self, where: str) -> None:
         self._choice(where, "init", self.init, ("teacher", "random"))
+        self.ernie_config(vocab_size=2)  # ConfigError naming the field of a bad encoder setting
         if self.teacher_layers and len(self.teacher_layers) != self.num_layers:
             raise UserError(f"{where}: teacher_layers {list(self.teacher_layers)} must name "
                             f"num_layers = {self.num_layers} layers")

@@ -20,10 +20,8 @@ Python::
                            teacher_logits=logits, augmented=aug_rows, loss="soft_ce:1")
     result["test"]["accuracy"]
 """
-import argparse
 import dataclasses
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -31,7 +29,6 @@ import numpy as np
 
 from distill.core.errors import UserError
 
-WORD_KINDS = ("bow", "cnn", "lstm", "gru")
 DEFAULT_LOSS = {"plain": "hard_ce:1", "distilled": "soft_ce:1"}
 # Per-kind TrainConfig defaults (the trainer's own defaults suit transformers)
 TRAIN_DEFAULTS = {
@@ -187,17 +184,15 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     from distill.core.io import write_json
     from distill.train.losses import build_loss
     from distill.train.device import seed_everything
-    from distill.train.trainer import Trainer, eval_mode, evaluate
+    from distill.train.trainer import Trainer, count_parameters, eval_mode, evaluate
     from students.io import save_student
+    from students.registry import STUDENTS
 
     out_dir = Path(out_dir)
     train_config = train_config or default_train_config(kind)
     loss_config = _typed(LossConfig, loss, "loss config")
     vocab_config = _typed(VocabConfig, vocab, "vocab config")
-    if kind not in WORD_KINDS + ("tiny",):
-        from students.registry import STUDENTS
-
-        STUDENTS.get(kind)  # raises the UserError listing the kinds
+    STUDENTS.get(kind)  # an unknown kind raises the UserError listing the kinds
     if teacher is not None:
         _teacher_labels_match(teacher, task.labels)
     augmented = list(augmented or [])
@@ -249,7 +244,7 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     result: Dict[str, Any] = {
         "kind": kind, "mode": mode, "loss": str(loss_fn), "seed": train_config.seed,
         "train_rows": len(task.train), "augmented_rows": len(augmented),
-        "parameters": int(sum(int(np.prod(p.shape)) for p in model.parameters())),
+        "parameters": count_parameters(model),
         "vocab_size": int(encoder.vocab_size), "config": model.config.to_dict(),
         "train_config": dataclasses.asdict(train_config),
     }

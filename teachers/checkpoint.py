@@ -27,7 +27,6 @@ missing classifier head is initialised fresh (seeded). Example::
     python -m teachers.checkpoint SOURCE OUT_DIR [--num-labels N]   # convert to canonical
 """
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass, field, replace
@@ -309,10 +308,7 @@ def build_teacher(raw: RawCheckpoint, num_labels: Optional[int] = None, seed: in
 # ---------------------------------------------------------------------------------------------
 # Format readers: path -> RawCheckpoint.
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from None
+    return read_json(path, CheckpointError)
 
 
 def config_from_json(data: dict, where: str, layer_norm_eps: float, pooling: str = "cls",

@@ -6,13 +6,12 @@
 True
 """
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
 from distill.core.errors import UserError
-from distill.core.io import write_json
+from distill.core.io import read_json, write_json
 
 ACTIVATIONS = ("gelu", "relu")
 POOLINGS = ("cls", "mean")
@@ -116,12 +115,7 @@ class ErnieConfig:
     @classmethod
     def load(cls, path) -> "ErnieConfig":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: missing") from None
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from None
+        data = read_json(path, ConfigError)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         return cls.from_dict(data, where=str(path))

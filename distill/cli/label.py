@@ -3,6 +3,7 @@ import time
 from pathlib import Path
 
 from teachers import soft_labels as library
+from teachers.engines import ENGINES
 from teachers.soft_labels import (MERGED, UserError, merge_shards, parse_shard, soft_labels)
 
 DESCRIPTION = library.__doc__
@@ -25,7 +26,7 @@ def add_arguments(parser) -> None:
                         help="batches per chunk file (the resume granularity)")
     parser.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
     parser.add_argument("--engine", default="auto",
-                        choices=("auto", "dygraph", "paddle-inference", "onnx", "onnx-int8"),
+                        choices=("auto", *ENGINES.names()),
                         help="auto = onnx on CPU, dygraph on GPU; onnx-int8 is compared with onnx "
                              "FP32 on 256 rows (engine.json)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")

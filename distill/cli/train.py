@@ -6,13 +6,15 @@ from typing import Any, Dict, Optional
 
 from students import train as library
 from distill.core.errors import UserError
-from students.train import (LossConfig, VocabConfig, WORD_KINDS, default_train_config, load_soft_labels, train_student)
+from students.registry import STUDENTS
+from students.train import (LossConfig, VocabConfig, default_train_config, load_soft_labels,
+                            train_student)
 
 DESCRIPTION = library.__doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", required=True, choices=WORD_KINDS + ("tiny",))
+    parser.add_argument("--kind", required=True, choices=STUDENTS.names())
     parser.add_argument("--train", required=True, help="training file (.tsv/.jsonl/.csv)")
     parser.add_argument("--dev", help="dev file: picks the best epoch")
     parser.add_argument("--test", help="test file: reported")

@@ -6,7 +6,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Type, Union
+
+from distill.core.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 
@@ -39,8 +41,24 @@ def write_json(path: PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
-def read_json(path: PathLike):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: PathLike, error: Type[UserError] = UserError):
+    """Parse a JSON file. A missing, unreadable or invalid file raises ``error`` (a ``UserError``)
+    naming the file, and the line for invalid JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: missing") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; expected a JSON file") from None
+    except PermissionError:
+        raise error(f"{path}: not readable (permission denied)") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from None
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:

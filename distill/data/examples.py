@@ -27,7 +27,6 @@ Example::
     y = label_ids(task.train, task.labels)          # (N,) int64
 """
 import csv
-import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -327,42 +326,45 @@ def _present(examples: Sequence[Example]) -> List[str]:
     return names
 
 
-def write_examples(path: PathLike, examples: Sequence[Example], fmt: Optional[str] = None) -> None:
+def write_examples(path: PathLike, examples: Iterable[Example], fmt: Optional[str] = None,
+                   fields: Optional[Sequence[str]] = None) -> int:
     """Write examples atomically as TSV/JSONL/CSV (by suffix); reads back equal with read_examples.
 
-    Columns: ``text_a`` plus ``text_b``/``label``/``source_id`` when any example has them
-    (missing values are written empty in TSV/CSV and omitted in JSONL). TSV refuses a text
-    containing a tab or line break (DataError naming the row): use ``.jsonl`` or ``.csv``.
+    Columns: ``fields``, or ``text_a`` plus ``text_b``/``label``/``source_id`` when any example has
+    them (then ``examples`` must be a sequence). Rows are streamed, so an iterator of millions of
+    augmented rows never sits in memory. Missing values are written empty in TSV/CSV and omitted
+    in JSONL; CSV uses RFC 4180 line ends (a field holding \\r or \\n is quoted). TSV refuses a
+    text containing a tab or line break (DataError naming the row): use ``.jsonl`` or ``.csv``.
+    Returns the number of rows written.
     """
     path = Path(path)
     fmt = detect_format(path, fmt)
-    names = _present(examples)
-    buffer = io.StringIO(newline="")
-    if fmt == "jsonl":
-        for ex in examples:
-            obj = {name: getattr(ex, name) for name in names if getattr(ex, name) is not None}
-            buffer.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    else:
+    names = list(fields) if fields is not None else _present(examples)
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        if fmt == "jsonl":
+            for ex in examples:
+                obj = {name: getattr(ex, name) for name in names if getattr(ex, name) is not None}
+                handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                count += 1
+            return count
         if fmt == "tsv":
-            writer = csv.writer(buffer, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
+            writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
                                 lineterminator="\n")
         else:
-            # RFC 4180 line ends: every field holding \r or \n is then quoted (with "\n" a
-            # lone \r would be written bare and break the row)
-            writer = csv.writer(buffer, lineterminator="\r\n")
+            writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(names)
-        for index, ex in enumerate(examples):
+        for ex in examples:
             row = ["" if getattr(ex, name) is None else str(getattr(ex, name)) for name in names]
             if fmt == "tsv":
                 for name, value in zip(names, row):
                     if any(ch in value for ch in "\t\n\r"):
-                        raise DataError(path, index + 2, name,
+                        raise DataError(path, count + 2, name,
                                         "a TSV text cannot contain a tab or line break; "
                                         "write .jsonl or .csv instead")
             writer.writerow(row)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(buffer.getvalue())
+            count += 1
+    return count
 
 
 # ----------------------------------------------------------------------------------- tasks

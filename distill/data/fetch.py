@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from distill.data.examples import Example, Task, load_task, write_examples
-from distill.core.errors import DataError, FetchError
+from distill.core.errors import DataError, FetchError, UserError
 from distill.core.io import atomic_path, home, read_json, sha256_file, write_json
 from distill.core.registry import Registry
 
@@ -375,7 +375,7 @@ def is_fetched(entry: Entry, root: Optional[Path] = None) -> bool:
         return False
     try:
         info = read_json(manifest)
-    except (OSError, ValueError):
+    except UserError:
         return False
     return info.get("sha256") == entry.sha256 and info.get("revision") == entry.revision
 

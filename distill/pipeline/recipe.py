@@ -43,6 +43,7 @@ from distill.train.trainer import TrainConfig
 from students.registry import STUDENTS
 from students.train import LossConfig, VocabConfig
 from teachers.config import ErnieConfig
+from teachers.engines import ENGINES
 
 def _path(default=None):
     """A field holding a file path: resolved against the recipe's folder and checked to exist."""
@@ -104,10 +105,15 @@ class LabelSpec:
 
     batch_size: int = 64
     # auto: ONNX Runtime FP32 on CPU (~4x Paddle dygraph), dygraph on GPU; see teachers/engines.py
-    engine: typing.Literal["auto", "dygraph", "paddle-inference", "onnx", "onnx-int8"] = "auto"
+    engine: str = "auto"                     # auto | a name in teachers.engines.ENGINES
     threads: Optional[int] = None            # None: every usable core
     sessions: int = 1                        # ONNX engines: parallel sessions per batch
     chunk_batches: int = 16                  # batches per resumable chunk on disk
+
+    def recipe_check(self, where: "_Context", path: str) -> None:
+        if self.engine != "auto" and self.engine not in ENGINES.names():
+            where.fail(f"{path}.engine", f"unknown engine '{self.engine}'; choose one of: auto, "
+                                         f"{', '.join(ENGINES.names())}")
 
 
 @dataclass

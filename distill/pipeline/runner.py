@@ -20,14 +20,15 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
-from distill.core.errors import RecipeError, UserError
-from distill.core.io import fingerprint, read_json, sha256_file, write_json, write_text
+from distill.core.errors import UserError
+from distill.core.io import read_json, sha256_file, write_json
 from distill.pipeline.recipe import LoadedRecipe, StudentSpec, load_recipe
 from distill.pipeline.stages import Pipeline, Stage, StageContext
+from distill.train.trainer import count_parameters
 
 DATA_FILES = ("train", "dev", "test")
 
@@ -224,7 +225,7 @@ class RunPlan:
                          for rows in (task.dev, task.test))
             ckpt.save_teacher(teacher, ctx.dir / "teacher")
             extra = {}
-        return {"name": teacher.name, "params": _count_params(teacher.model), "labels": list(task.labels),
+        return {"name": teacher.name, "params": count_parameters(teacher.model), "labels": list(task.labels),
                 "max_len": t.max_len, "dev": dev, "test": test, "dir": "teacher", **extra}
 
     def _random_teacher(self, folder: Path, task, seed: int):
@@ -472,10 +473,6 @@ def _online_terms(loss: Optional[dict]) -> bool:
     terms = (loss or {}).get("terms")
     text = json.dumps(terms) if terms is not None else ""
     return "hidden_mse" in text or "attention" in text
-
-
-def _count_params(model) -> int:
-    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
 
 
 def _label_array(examples, labels) -> np.ndarray:

@@ -16,13 +16,10 @@ This module imports only numpy, onnxruntime and the encoder libraries (``distill
 ``teachers``, ``students`` package inits are Paddle-free). Every file is checked against the
 manifest's sha256 before anything is loaded; a missing, extra or altered file is refused.
 """
-import json
-import os
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 

@@ -2,10 +2,10 @@
 
 No Paddle here: the edge runtime uses this.
 """
-import json
 from pathlib import Path
 
 from distill.core.errors import UserError
+from distill.core.io import read_json
 from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
 from distill.text.vocab import WordVocab
 
@@ -25,7 +25,8 @@ def load_encoder(directory):
     meta_path = Path(directory) / "encoder.json"
     if not meta_path.exists():
         raise UserError(f"{meta_path}: missing; is this a saved model or package directory?")
-    kind = json.loads(meta_path.read_text(encoding="utf-8")).get("type")
+    meta = read_json(meta_path)
+    kind = meta.get("type") if isinstance(meta, dict) else None
     if kind not in ENCODER_TYPES:
         raise UserError(f"{meta_path}: unknown encoder type {kind!r}; expected one of "
                         f"{', '.join(ENCODER_TYPES)}")

@@ -11,7 +11,6 @@ Pairs: ``[CLS] a [SEP] b [SEP]`` (types 0.. 1..) for WordPiece, ``<s> a </s></s>
 (types all 0) for SentencePiece; truncation is longest-first (the same rule as HF tokenizers);
 rows are padded to the longest row of the batch.
 """
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -19,7 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from distill.core.errors import UserError
-from distill.core.io import atomic_path, write_json
+from distill.core.io import atomic_path, read_json, write_json
 
 ENCODER_FILE = "encoder.json"
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -331,13 +330,8 @@ class SentencePieceTokenizer:
 
 def _read_meta(directory, kind: str) -> dict:
     path = Path(directory) / ENCODER_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerError(f"{path}: missing") from None
-    except json.JSONDecodeError as err:
-        raise TokenizerError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from None
-    if meta.pop("type", None) != kind:
+    meta = read_json(path, TokenizerError)
+    if not isinstance(meta, dict) or meta.pop("type", None) != kind:
         raise TokenizerError(f"{path}: not a {kind} encoder")
     return meta
 

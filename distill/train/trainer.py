@@ -207,6 +207,11 @@ def _restoring_modes(model: paddle.nn.Layer):
             layer.training = mode
 
 
+def count_parameters(model: paddle.nn.Layer) -> int:
+    """Number of scalar weights in ``model`` (trainable or not)."""
+    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+
+
 @contextlib.contextmanager
 def eval_mode(model: paddle.nn.Layer):
     """Put ``model`` (every sub-layer) in eval mode under ``paddle.no_grad``; restore the

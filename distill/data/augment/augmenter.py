@@ -31,11 +31,9 @@ Python::
     from distill.data.augment.augmenter import augment_texts, AugmentConfig
     new_texts, source_ids = augment_texts(["a fine film .", "a dull one ."], n_iter=5, seed=0)
 """
-import csv
 import functools
 import hashlib
 import itertools
-import json
 import multiprocessing
 import pickle
 import random
@@ -43,14 +41,14 @@ import sys
 import tempfile
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple)
 
 from distill.data.augment.rules import RuleContext, WordPools, augment_words, rule_probabilities
-from distill.data.examples import Example, detect_format, read_examples
+from distill.data.examples import Example, read_examples, write_examples
 from distill.core.errors import DataError, UserError
-from distill.core.io import PathLike, atomic_path
+from distill.core.io import PathLike
 from distill.data.augment.postag import SPACY_MODEL, TAGGERS, load_tagger, pool_key
 from distill.text.words import LANGS, detect_language, is_word, join_words
 
@@ -256,7 +254,7 @@ def augment_file(src: PathLike, dst: PathLike, config: AugmentConfig, fmt: Optio
         fields.append("label")
     fields.append("source_id")
     stats = AugmentStats()
-    write_rows(dst, augment_examples(rows, config, stats, progress), fields, out_fmt)
+    write_examples(dst, augment_examples(rows, config, stats, progress), out_fmt, fields)
     return stats
 
 
@@ -413,42 +411,3 @@ def _progress(enabled: bool, desc: str, total: Optional[int] = None):
 
     return tqdm(total=total, desc=f"augment: {desc}", unit=" rows", disable=not enabled,
                 file=sys.stderr, dynamic_ncols=True)
-
-
-def write_rows(path: PathLike, rows: Iterable[Example], fields: Sequence[str],
-               fmt: Optional[str] = None) -> int:
-    """Stream ``rows`` to a TSV/JSONL/CSV file atomically, with the columns of
-    ``distill.data.examples.write_examples`` (``fields`` fixed up front); returns the row count.
-
-    ``write_examples`` needs the whole list in memory; augmented sets are ~20x their input.
-    """
-    path = Path(path)
-    fmt = detect_format(path, fmt)
-    count = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-        if fmt == "jsonl":
-            for ex in rows:
-                obj = {n: getattr(ex, n) for n in fields if getattr(ex, n) is not None}
-                handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                count += 1
-            return count
-        if fmt == "tsv":
-            writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
-                                lineterminator="\n")
-        else:
-            writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(fields)
-        for ex in rows:
-            row = ["" if getattr(ex, n) is None else str(getattr(ex, n)) for n in fields]
-            if fmt == "tsv":
-                for name, value in zip(fields, row):
-                    if any(ch in value for ch in "\t\n\r"):
-                        raise DataError(path, count + 2, name,
-                                        "a TSV text cannot contain a tab or line break; "
-                                        "write .jsonl or .csv instead")
-            writer.writerow(row)
-            count += 1
-    return count
-
-
-# ------------------------------------------------------------------------------- CLI
