@@ -17,6 +17,14 @@ dict of ``distill.data.batching`` with its arrays turned into Paddle tensors (``
   same weights as an uninterrupted run: batch order depends only on ``(seed, epoch)`` and the
   dropout RNG is re-seeded from ``(seed, step)`` before every optimizer step.
 
+Data parallel: started by ``paddle.distributed.launch`` (``distill.train.distributed``) with W
+processes, every rank walks the same seeded global batch order and takes its own contiguous
+slice of each global batch (``batch_size / W`` rows; gradient accumulation when
+``micro_batch_size`` is smaller), ``paddle.DataParallel`` all-reduces the gradients (model and
+the loss's own parameters together), so one step equals a single-process step over the same
+global batch. Every rank evaluates dev, rank 0's result decides best epoch and early stopping for
+all, and only rank 0 writes ``metrics.jsonl``, ``best/`` and ``last/``. With W = 1 nothing changes.
+
 Example::
 
     from distill.train.trainer import TrainConfig, Trainer
@@ -38,12 +46,14 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from distill.train import distributed
+
 from distill.data.batching import restore_order
 from distill.core.errors import UserError
 from distill.core.io import atomic_path, read_json, write_json
 from distill.train.metrics import METRICS, classification_metrics
 from distill.core.registry import Registry
-from distill.train.device import seed_everything, select_device, use_amp
+from distill.train.device import amp_level, place_layers, seed_everything, select_device, use_amp
 
 log = logging.getLogger("distill.train.trainer")
 
@@ -75,6 +85,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | gpu | gpu:N
     amp: bool = True  # mixed precision; used only on GPU (always off on CPU)
+    amp_level: str = "O1"  # O1: listed ops in FP16; O2: FP16 weights + FP32 master copies (GPU)
     eval_metric: str = "accuracy"  # accuracy | macro_f1: picks the best epoch
     max_steps: Optional[int] = None  # stop after this many optimizer steps
     log_every: int = 50  # steps between metrics.jsonl step records
@@ -112,6 +123,8 @@ class TrainConfig:
             bad("eval_metric", f"must be one of {', '.join(METRICS)}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("gpu"):
             bad("device", f"must be {DEVICES_HELP}")
+        if self.amp_level not in ("O1", "O2"):
+            bad("amp_level", "must be O1 or O2")
 
     @property
     def accumulation_steps(self) -> int:
@@ -186,6 +199,17 @@ def split_batch(batch, start: int, stop: int):
     if isinstance(batch, np.ndarray):
         return batch[start:stop]
     return batch
+
+
+def _sum_over_ranks(loss: float, parts: Dict[str, float]) -> Tuple[float, Dict[str, float]]:
+    """All-reduce (sum) a step's loss and its parts (the same keys on every rank)."""
+    import paddle.distributed as dist
+
+    keys = sorted(parts)
+    values = paddle.to_tensor([loss] + [parts[k] for k in keys], dtype="float64")
+    dist.all_reduce(values)
+    out = values.numpy().tolist()
+    return out[0], dict(zip(keys, out[1:]))
 
 
 def epoch_batches(batches, epoch: int) -> Iterator[Dict]:
@@ -298,6 +322,27 @@ class TrainState:
     dev_history: list = dataclasses.field(default_factory=list)
 
 
+class _ModelAndLoss(paddle.nn.Layer):
+    """The model and its loss as one layer, so that ``paddle.DataParallel`` all-reduces the
+    gradients of both (a hidden-state projection lives in the loss). Returns the loss tensor; the
+    parts of the last call are in ``parts``."""
+
+    def __init__(self, model, loss_fn, forward_kwargs):
+        super().__init__()
+        self.model = model
+        if isinstance(loss_fn, paddle.nn.Layer):
+            self.loss_fn = loss_fn
+        else:
+            object.__setattr__(self, "loss_fn", loss_fn)
+        self.forward_kwargs = forward_kwargs
+        self.parts: Dict[str, float] = {}
+
+    def forward(self, batch):
+        outputs = self.model(**batch["inputs"], **self.forward_kwargs)
+        loss, self.parts = self.loss_fn(outputs, batch)
+        return loss
+
+
 class Trainer:
     """``Trainer(model, loss_fn, config, out_dir).fit(train_batches, dev_batches) -> summary``.
 
@@ -316,6 +361,8 @@ class Trainer:
         if forward_kwargs is None:  # a loss may say which extra outputs it needs
             forward_kwargs = getattr(loss_fn, "model_kwargs", None)
         self.forward_kwargs = dict(forward_kwargs or {})
+        self.world = distributed.World()
+        self._parallel = None  # paddle.DataParallel(model + loss) when W > 1
 
     def _layers(self) -> Dict[str, paddle.nn.Layer]:
         """The layers whose parameters are trained: the model, and the loss when it has
@@ -353,11 +400,20 @@ class Trainer:
 
     def _fit(self, train_batches, dev_batches) -> Dict:
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        me = distributed.world()
+        if cfg.batch_size % me.size:
+            raise UserError(f"train config, field 'batch_size': the global batch ({cfg.batch_size}) "
+                            f"must split evenly over {me.size} processes")
+        self.world = distributed.init()
+        if me.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         device = select_device(cfg.device)
         amp = use_amp(device, cfg.amp)
-        if device.startswith("gpu"):
-            self.model.to(device=device)
+        level = amp_level(cfg.amp_level)
+        # the model, the loss's own layers and a teacher the loss runs must share the device
+        place_layers(device, self.model,
+                     self.loss_fn if isinstance(self.loss_fn, paddle.nn.Layer) else None,
+                     getattr(self.loss_fn, "teacher", None))
         seed_everything(cfg.seed)
 
         steps_per_epoch = len(train_batches)
@@ -378,6 +434,14 @@ class Trainer:
         scaler = paddle.amp.GradScaler(enable=amp, init_loss_scaling=2.0 ** 15)
 
         state = self._resume(optimizer, scheduler, scaler, params)
+        if amp and level == "O2":  # FP16 weights with FP32 master copies (GPU only; see docs)
+            paddle.amp.decorate(models=self.model, optimizers=optimizer, level="O2",
+                                master_weight=True, save_dtype="float32")
+        self._amp_level = level
+        self._parallel = None
+        if me.distributed:  # after _resume: its zero step must not go through the reducer
+            self._parallel = paddle.DataParallel(
+                _ModelAndLoss(self.model, self.loss_fn, self.forward_kwargs))
         if state.finished:
             log.info("%s: training already finished; loading the best weights", self.out_dir)
             self._load_best()
@@ -394,7 +458,8 @@ class Trainer:
             hit_max = False
             tick = time.perf_counter()
             for batch in batches:
-                paddle.seed(cfg.seed * 1_000_003 + state.step)  # dropout stream per step
+                # dropout stream per step (and per rank: W = 1 gives the single-process stream)
+                paddle.seed(cfg.seed * 1_000_003 + state.step * me.size + me.rank)
                 lr = float(optimizer.get_lr())  # the rate this step uses
                 loss, parts, rows = self._step(batch, optimizer, scheduler, scaler, amp)
                 state.step += 1
@@ -431,28 +496,44 @@ class Trainer:
             self._save_last(state, optimizer, scheduler, scaler, params)
             if state.finished:
                 break
+        distributed.barrier()  # rank 0 has written best/
         self._load_best()
         return self._summary(state, resumed_from=resumed_from)
 
     # one optimizer step over one global batch
     def _step(self, batch, optimizer, scheduler, scaler, amp) -> Tuple[float, Dict, int]:
-        rows = batch_rows(batch)
-        micro = self.config.micro_batch_size or rows
+        rows = batch_rows(batch)  # the global batch
+        me = self.world
+        lo, hi = me.rank * rows // me.size, (me.rank + 1) * rows // me.size  # this rank's slice
+        micro = min(self.config.micro_batch_size or rows, max(1, hi - lo))
+        # (start, stop, weight): each slice's loss mean enters as n / rows of the global mean;
+        # DataParallel averages over W ranks, hence the factor W. A rank left without rows
+        # (a short last batch) still joins the all-reduce, with weight 0.
+        slices = [(s, min(s + micro, hi), min(micro, hi - s) / rows * me.size)
+                  for s in range(lo, hi, micro)] or [(0, 1, 0.0)]
         total_loss, total_parts = 0.0, {}
-        for start in range(0, rows, micro):
-            part = to_tensors(split_batch(batch, start, start + micro))
-            n = min(micro, rows - start)
-            with paddle.amp.auto_cast(enable=amp, level="O1"):
-                outputs = self.model(**part["inputs"], **self.forward_kwargs)
-                loss, parts = self.loss_fn(outputs, part)
-            scaler.scale(loss * (n / rows)).backward()  # mean over the global batch
+        for k, (start, stop, weight) in enumerate(slices):
+            part = to_tensors(split_batch(batch, start, stop))
+            sync = self._parallel is None or k == len(slices) - 1
+            with contextlib.nullcontext() if sync else self._parallel.no_sync():
+                with paddle.amp.auto_cast(enable=amp, level=getattr(self, "_amp_level", "O1")):
+                    if self._parallel is not None:
+                        loss = self._parallel(part)
+                        parts = self._parallel._layers.parts
+                    else:
+                        outputs = self.model(**part["inputs"], **self.forward_kwargs)
+                        loss, parts = self.loss_fn(outputs, part)
+                scaler.scale(loss * weight).backward()  # mean over the global batch
+            n = stop - start if weight else 0  # rows of the global batch this slice holds
             total_loss += float(loss) * n / rows
-            for k, v in parts.items():
-                total_parts[k] = total_parts.get(k, 0.0) + float(v) * n / rows
+            for key, v in parts.items():
+                total_parts[key] = total_parts.get(key, 0.0) + float(v) * n / rows
         scaler.step(optimizer)
         scaler.update()
         optimizer.clear_grad()
         scheduler.step()
+        if me.distributed:  # the global batch's loss (and parts) on every rank
+            total_loss, total_parts = _sum_over_ranks(total_loss, total_parts)
         if not np.isfinite(total_loss):
             raise FloatingPointError(f"training loss is {total_loss}; lower the learning rate")
         return total_loss, total_parts, rows
@@ -463,7 +544,8 @@ class Trainer:
                   "train_loss": state.loss_sum / max(1, state.loss_rows)}
         improved = True
         if dev_batches is not None:
-            dev = evaluate(self.model, dev_batches)
+            # every rank holds the same weights; rank 0's numbers decide for all
+            dev = distributed.broadcast_object(evaluate(self.model, dev_batches))
             record["dev"] = dev
             state.dev_history.append({"epoch": epoch + 1, **dev})
             score = dev[cfg.eval_metric]
@@ -472,11 +554,12 @@ class Trainer:
                 state.best_score, state.best_dev = score, dev
         if improved:
             state.best_epoch, state.best_step, state.bad_epochs = epoch + 1, state.step, 0
-            with atomic_path(self.best_dir) as tmp:
-                tmp.mkdir()
-                paddle.save(self.model.state_dict(), str(tmp / "model_state.pdparams"))
-                write_json(tmp / "best.json", {"epoch": epoch + 1, "step": state.step,
-                                               "dev": state.best_dev})
+            if self.world.main:
+                with atomic_path(self.best_dir) as tmp:
+                    tmp.mkdir()
+                    paddle.save(self.model.state_dict(), str(tmp / "model_state.pdparams"))
+                    write_json(tmp / "best.json", {"epoch": epoch + 1, "step": state.step,
+                                                   "dev": state.best_dev})
         else:
             state.bad_epochs += 1
             if cfg.patience is not None and state.bad_epochs >= cfg.patience:
@@ -489,11 +572,15 @@ class Trainer:
 
     # metrics.jsonl
     def _open_metrics(self, state: TrainState) -> None:
+        if not self.world.main:
+            return
         mode = "r+b" if self.metrics_path.exists() else "wb"
         with open(self.metrics_path, mode) as f:  # drop records written after the checkpoint
             f.truncate(state.metrics_bytes)
 
     def _log(self, record: Dict) -> None:
+        if not self.world.main:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -503,6 +590,8 @@ class Trainer:
                 if k not in RESUME_FREE_FIELDS}
 
     def _save_last(self, state, optimizer, scheduler, scaler, params) -> None:
+        if not self.world.main:
+            return
         state.metrics_bytes = self.metrics_path.stat().st_size
         names = self._param_names()
         accumulators = {f"{names[pname]}/{kind}": var.numpy()
@@ -523,7 +612,8 @@ class Trainer:
             return TrainState()
         saved = read_json(state_path)
         mine = self._config_dict()
-        changed = [k for k in mine if saved["config"].get(k) != mine[k]]
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        changed = [k for k in mine if saved["config"].get(k, defaults.get(k)) != mine[k]]
         if changed:
             k = changed[0]
             raise UserError(f"{state_path}: written with {k}={saved['config'].get(k)!r} but this "

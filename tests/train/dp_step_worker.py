@@ -1,0 +1,68 @@
+"""One data-parallel training step, run by tests/train/test_distributed.py (not a test itself).
+
+    python tests/train/dp_step_worker.py OUT_DIR [MICRO_BATCH]          # one process
+    python -m paddle.distributed.launch --nproc_per_node 2 tests/train/dp_step_worker.py OUT_DIR
+
+Each rank writes ``OUT_DIR/rank<R>.npz``: the model's and the loss's weights after one optimizer
+step over a global batch of 8 rows (rows 0-3 on rank 0, 4-7 on rank 1 when W = 2).
+"""
+import sys
+from pathlib import Path
+
+import distill  # noqa: F401  (zlib before paddle)
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from distill.data.batching import BatchPlan, EncodedSet
+from distill.train import distributed
+from distill.train.trainer import TrainConfig, Trainer
+
+
+class Tiny(paddle.nn.Layer):
+    """Mean of token embeddings -> LayerNorm -> linear (no dropout: steps are comparable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = paddle.nn.Embedding(30, 8)
+        self.norm = paddle.nn.LayerNorm(8)
+        self.out = paddle.nn.Linear(8, 3)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        mask = attention_mask.astype("float32").unsqueeze(-1)  # (B, T, 1)
+        pooled = (self.emb(input_ids) * mask).sum(axis=1) / mask.sum(axis=1)  # (B, H)
+        return {"logits": self.out(self.norm(pooled))}  # (B, C)
+
+
+class ScaledCE(paddle.nn.Layer):
+    """Cross-entropy of logits times a learned scale: a loss with a parameter of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = self.create_parameter([1], default_initializer=paddle.nn.initializer.Constant(1.0))
+
+    def forward(self, outputs, batch):
+        loss = F.cross_entropy(outputs["logits"] * self.scale, batch["labels"])
+        return loss, {"ce": float(loss)}
+
+
+def main(out_dir: str, micro: int = 0) -> None:
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(2, 7, 8)
+    ids = np.zeros((8, 6), dtype=np.int64)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = rng.integers(1, 30, n)
+    data = EncodedSet.from_padded(ids, (ids != 0).astype(np.int64), labels=rng.integers(0, 3, 8))
+    paddle.seed(11)
+    model, loss = Tiny(), ScaledCE()
+    config = TrainConfig(epochs=1, batch_size=8, micro_batch_size=micro or None, lr=0.1,
+                         warmup_ratio=0.0, device="cpu", progress=False, seed=5)
+    rank = distributed.world().rank
+    Trainer(model, loss, config, Path(out_dir) / "train").fit(BatchPlan(data, 8, shuffle=True, seed=1))
+    state = {f"model.{k}": v.numpy() for k, v in model.state_dict().items()}
+    state.update({f"loss.{k}": v.numpy() for k, v in loss.state_dict().items()})
+    np.savez(Path(out_dir) / f"rank{rank}.npz", **state)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
