@@ -5,13 +5,22 @@ preprocessing settings and a ``manifest.json`` that hashes every file. No Paddle
     path = build_package(reports, "out/encoder", ["neg", "pos"], "out/reviews-bow.tar.gz",
                          PackageMeta(teacher="minilm", student="bow", max_len=128))
 
-Layout inside the archive (one top folder named like the archive)::
+Layout inside the archive (one top folder named like the archive); the first three are standard
+files that ONNX Runtime and the ``tokenizers`` library read without any code of ours
+(docs/edge.md has the ten lines)::
 
-    NAME/model.onnx         the chosen artifact (onnx or onnx-int8)
-    NAME/encoder/...        files written by ``encoder.save`` (``encoder.json`` + vocab/model)
-    NAME/preprocess.json    labels, max_len, text_pairs, model input names, model format
+    NAME/model.onnx         the chosen artifact (onnx or onnx-int8: ``config.json`` says which)
+    NAME/tokenizer.json     WordPiece/SentencePiece encoders in the ``tokenizers`` format (same
+                            ids, truncation to max_length, padding to the longest row); word
+                            students have none: their vocabulary and segmentation settings are
+                            in ``encoder/vocab.txt`` and ``config.json``'s ``encoder`` field
+    NAME/config.json        task, id2label/label2id, max_length, text_pairs, the model's input
+                            names, model file and format, the encoder's settings
+    NAME/encoder/...        files written by ``encoder.save`` (``encoder.json`` + vocab/model),
+                            what ``distill.serve.predict`` loads
     NAME/manifest.json      toolkit version, teacher, student, creation time, the chosen format,
                             every artifact's report, and {relative path: sha256, size} per file
+                            (integrity, not authenticity: see ``distill.serve.loader``)
 
 Choice of model (``choose_best``): only accepted ONNX artifacts; the lowest batch-1 p50 latency
 wins, but latencies within ``LATENCY_TIE`` (10 %) or ``LATENCY_TIE_MS`` (0.1 ms) of the fastest
@@ -28,14 +37,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from distill.core.errors import PackageError, UserError
-from distill.core.io import atomic_path, sha256_file, write_json
+from distill.core.io import atomic_path, read_json, sha256_file, write_json
 from distill.export.measure import ArtifactReport
-from distill.text.encoders import INPUT_NAMES
+from distill.text.encoders import INPUT_NAMES, load_encoder
 
 PACKAGE_FORMATS = ("onnx", "onnx-int8")
 LATENCY_TIE, LATENCY_TIE_MS = 0.10, 0.1
 MODEL_FILE = "model.onnx"
-MANIFEST, PREPROCESS, ENCODER_DIR = "manifest.json", "preprocess.json", "encoder"
+MANIFEST, CONFIG, ENCODER_DIR = "manifest.json", "config.json", "encoder"
+TOKENIZER_JSON = "tokenizer.json"
+TASK = "text-classification"
 SUFFIX = ".tar.gz"
 
 
@@ -117,11 +128,11 @@ def build_package(artifacts: Sequence[Union[ArtifactReport, Dict[str, Any]]], en
         root.mkdir()
         shutil.copyfile(best.path, root / MODEL_FILE)
         shutil.copytree(encoder_dir, root / ENCODER_DIR)
-        write_json(root / PREPROCESS, {
-            "labels": list(labels), "max_len": int(meta.max_len),
-            "text_pairs": bool(meta.text_pairs), "input_names": list(meta.input_names),
-            "model_file": MODEL_FILE, "format": best.format,
-        })
+        write_json(root / CONFIG, standard_config(root / MODEL_FILE, encoder_dir, labels, meta,
+                                                  best.format))
+        encoder = load_encoder(encoder_dir)
+        if hasattr(encoder, "hf_tokenizer"):
+            encoder.hf_tokenizer(int(meta.max_len)).save(str(root / TOKENIZER_JSON))
         files = {rel: {"sha256": sha256_file(root / rel), "size_bytes": (root / rel).stat().st_size}
                  for rel in _relative_files(root)}
         write_json(root / MANIFEST, {
@@ -143,6 +154,45 @@ def build_package(artifacts: Sequence[Union[ArtifactReport, Dict[str, Any]]], en
                 for rel in sorted(files):
                     tar.add(root / rel, arcname=f"{name}/{rel}")
     return Path(out_path)
+
+
+def standard_config(model_path: Path, encoder_dir: Path, labels: Sequence[str],
+                    meta: PackageMeta, fmt: str) -> Dict[str, Any]:
+    """``config.json``: what a runtime needs besides ``model.onnx`` and ``tokenizer.json``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+    encoder_meta = read_json(Path(encoder_dir) / "encoder.json")
+    encoder: Dict[str, Any] = {"type": encoder_meta.get("type"), "files": f"{ENCODER_DIR}/"}
+    if encoder_meta.get("type") == "words":
+        language = encoder_meta.get("language", "en")
+        encoder.update({
+            "vocab_file": f"{ENCODER_DIR}/{encoder_meta.get('vocab_file', 'vocab.txt')}",
+            "language": language, "lowercase": encoder_meta.get("lowercase", True),
+            "segmentation": ("jieba.lcut (default dictionary), whitespace tokens dropped"
+                             if language == "zh" else
+                             "regex words, numbers, clitics and punctuation "
+                             "(distill.text.words.split_english)"),
+            "ids": "line i of vocab_file is id i; unknown words -> [UNK]; an empty text -> one "
+                   "[UNK]; pairs -> a [SEP] b with token_type_ids 0 then 1",
+        })
+    else:
+        encoder["tokenizer_file"] = TOKENIZER_JSON
+    return {
+        "task": TASK,
+        "id2label": {str(i): label for i, label in enumerate(labels)},
+        "label2id": {label: i for i, label in enumerate(labels)},
+        "max_length": int(meta.max_len),
+        "text_pairs": bool(meta.text_pairs),
+        "input_names": inputs,
+        "inputs": "int64 (batch, tokens) each; attention_mask 1 for tokens, 0 for padding",
+        "output": "logits (batch, num_labels); softmax gives the probabilities",
+        "model_file": MODEL_FILE,
+        "format": fmt,
+        "encoder": encoder,
+        "teacher": meta.teacher, "student": meta.student,
+    }
 
 
 def _relative_files(root: Path) -> List[str]:

@@ -14,9 +14,11 @@ In Python::
 
 This module imports only numpy, onnxruntime and the encoder libraries (``distill``,
 ``teachers``, ``students`` package inits are Paddle-free). Every file is checked against the
-manifest's sha256 before anything is loaded; a missing, extra or altered file is refused.
+manifest (size, then sha256) before anything is loaded; a missing, extra or altered file, a path
+leaving the package, a malformed manifest or config, a model that ONNX Runtime cannot load or
+whose output size differs from the number of labels is refused with a ``PackageError`` naming
+the file and field (``distill.serve.loader``). The manifest is integrity, not authenticity.
 """
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -24,10 +26,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from distill.core.errors import PackageError, UserError
-from distill.core.io import read_json, sha256_file
 from distill.core.runtime import usable_cores
-
-MANIFEST, PREPROCESS, ENCODER_DIR = "manifest.json", "preprocess.json", "encoder"
+from distill.serve.loader import (CONFIG, ENCODER_DIR, MANIFEST, PackageConfig, PackageLimits,
+                                  check_encoder_files, check_manifest, extract_archive,
+                                  read_config, read_json_file, verify_dir)
 
 
 def onnx_session(path, threads: Optional[int] = None):
@@ -53,11 +55,33 @@ class Predictor:
     """A loaded package: encoder + ONNX Runtime session + labels. Use ``load_package``."""
 
     def __init__(self, session, encoder, labels: Sequence[str], max_len: int,
-                 text_pairs: bool, manifest: Dict[str, Any]):
+                 text_pairs: bool, manifest: Dict[str, Any],
+                 config: Optional[PackageConfig] = None, shown=None):
         self.session, self.encoder = session, encoder
         self.labels, self.max_len, self.text_pairs = list(labels), int(max_len), bool(text_pairs)
-        self.manifest = manifest
+        self.manifest, self.config, self.shown = manifest, config, shown
         self.input_names = [i.name for i in session.get_inputs()]
+
+    def check_model(self) -> None:
+        """Refuse a model whose inputs we cannot feed or whose output size is not len(labels)."""
+        from distill.text.encoders import INPUT_NAMES
+
+        model_file = self.config.model_file if self.config else "model.onnx"
+        unknown = [n for n in self.input_names if n not in INPUT_NAMES]
+        if unknown:
+            raise PackageError(f"{self.shown}: {model_file} takes input {unknown[0]!r}; a package "
+                               f"model may take only {', '.join(INPUT_NAMES)}")
+        probe = ["a"], (["a"] if self.text_pairs else None)
+        try:
+            logits = self.logits(*probe)
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime's own error types
+            raise PackageError(f"{self.shown}: {model_file} does not run on encoded text "
+                               f"({str(err).splitlines()[0][:200] if str(err) else err!r})"
+                               ) from None
+        if logits.ndim != 2 or logits.shape != (1, len(self.labels)):
+            raise PackageError(f"{self.shown}: {model_file} gives outputs of shape "
+                               f"{tuple(logits.shape)} for one text, but {CONFIG} field "
+                               f"'id2label' has {len(self.labels)} labels")
 
     def predict(self, texts: Union[str, Sequence[str]], texts_b: Optional[Sequence[str]] = None,
                 batch_size: int = 32) -> List[Dict[str, Any]]:
@@ -79,7 +103,8 @@ class Predictor:
             chunk_b = None if texts_b is None else list(texts_b[start:start + batch_size])
             probs = softmax(self.logits(list(texts[start:start + batch_size]), chunk_b))
             for row in probs:
-                results.append({"label": self.labels[int(row.argmax())],
+                best = int(row.argmax())
+                results.append({"label": self.labels[best], "score": float(row[best]),
                                 "probabilities": {l: float(p) for l, p in zip(self.labels, row)}})
         return results
 
@@ -87,12 +112,14 @@ class Predictor:
         """Raw (B, C) logits for one batch."""
         enc = self.encoder.encode(texts, texts_b, max_len=self.max_len)
         feed = {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in self.input_names}
-        return self.session.run(None, feed)[0]
+        return np.asarray(self.session.run(None, feed)[0])
 
 
 def _check_texts(texts, what: str) -> List[str]:
     if isinstance(texts, str):
         texts = [texts]
+    if not isinstance(texts, (list, tuple)):
+        raise UserError(f"{what}: expected a list of strings, got a {type(texts).__name__}")
     texts = list(texts)
     if not texts:
         raise UserError(f"{what}: no input texts given")
@@ -104,66 +131,55 @@ def _check_texts(texts, what: str) -> List[str]:
     return texts
 
 
-def load_package(path, threads: Optional[int] = None) -> Predictor:
-    """Open a ``.tar.gz`` package (or its unpacked folder), verify every file, load it."""
+def load_package(path, threads: Optional[int] = None,
+                 limits: PackageLimits = PackageLimits()) -> Predictor:
+    """Open a ``.tar.gz`` package (or its unpacked folder), verify every file, load it.
+
+    See ``distill.serve.loader`` for what is checked (sizes, paths, manifest and config schema).
+    """
     path = Path(path)
     if path.is_dir():
-        return _load_dir(path, threads)
+        return _load_dir(path, threads, limits)
     if not path.is_file():
         raise PackageError(f"{path}: package not found")
     with tempfile.TemporaryDirectory(prefix="distill-package-") as tmp:
-        try:
-            with tarfile.open(path, "r:gz") as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise PackageError(f"{path}: not a readable .tar.gz package ({err})") from None
-        roots = [p for p in Path(tmp).iterdir()]
-        if len(roots) != 1 or not roots[0].is_dir():
-            raise PackageError(f"{path}: expected one top folder in the archive, found "
-                               f"{', '.join(sorted(p.name for p in roots)) or 'nothing'}")
-        return _load_dir(roots[0], threads, shown=path)
+        root = extract_archive(path, Path(tmp), limits)
+        return _load_dir(root, threads, limits, shown=path, verified=True)
 
 
 def verify_package_dir(root: Path, shown=None) -> Dict[str, Any]:
     """Check files against ``manifest.json``; return the manifest. Raises ``PackageError``."""
-    shown = shown or root
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
-        raise PackageError(f"{shown}: {MANIFEST} is missing")
-    try:
-        manifest = read_json(manifest_path)
-        listed = manifest["files"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise PackageError(f"{shown}: {MANIFEST} is unreadable ({err})") from None
-    for rel, entry in sorted(listed.items()):
-        file = root / rel
-        if not file.is_file():
-            raise PackageError(f"{shown}: file {rel} is missing (listed in {MANIFEST})")
-        if sha256_file(file) != entry.get("sha256"):
-            raise PackageError(f"{shown}: file {rel} does not match its sha256 in {MANIFEST} "
-                               f"(corrupted or modified)")
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    extra = sorted(present - set(listed) - {MANIFEST})
-    if extra:
-        raise PackageError(f"{shown}: file {extra[0]} is not listed in {MANIFEST}")
-    for needed in (PREPROCESS, f"{ENCODER_DIR}/encoder.json"):
-        if needed not in listed:
-            raise PackageError(f"{shown}: file {needed} is missing (not in {MANIFEST})")
-    return manifest
+    return verify_dir(Path(root), shown)
 
 
-def _load_dir(root: Path, threads: Optional[int], shown=None) -> Predictor:
+def _load_dir(root: Path, threads: Optional[int], limits: PackageLimits, shown=None,
+              verified: bool = False) -> Predictor:
     from distill.text.encoders import load_encoder
 
-    manifest = verify_package_dir(root, shown)
-    pre = read_json(root / PREPROCESS)
-    model_file = pre.get("model_file", "model.onnx")
-    if model_file not in manifest["files"]:
-        raise PackageError(f"{shown or root}: file {model_file} is missing (not in {MANIFEST})")
-    encoder = load_encoder(root / ENCODER_DIR)
-    session = onnx_session(root / model_file, threads)
-    return Predictor(session, encoder, pre["labels"], pre["max_len"], pre.get("text_pairs", False),
-                     manifest)
-
-
-# ------------------------------------------------------------------------------------- CLI
+    shown = shown or root
+    manifest = (check_manifest(read_json_file(root / MANIFEST, MANIFEST, shown, limits), shown)
+                if verified else verify_dir(root, shown, limits))
+    listed = manifest["files"]
+    config = read_config(root, listed, shown, limits)
+    encoder_json = f"{ENCODER_DIR}/encoder.json"
+    if encoder_json not in listed:
+        raise PackageError(f"{shown}: file {encoder_json} is missing (not in {MANIFEST})")
+    check_encoder_files(read_json_file(root / encoder_json, encoder_json, shown, limits),
+                        listed, shown)
+    try:
+        encoder = load_encoder(root / ENCODER_DIR)
+    except UserError as err:
+        raise PackageError(f"{shown}: {encoder_json}: cannot load the encoder ({err})") from None
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, OSError) as err:
+        raise PackageError(f"{shown}: {encoder_json}: cannot load the encoder "
+                           f"({type(err).__name__}: {err})") from None
+    try:
+        session = onnx_session(root / config.model_file, threads)
+    except Exception as err:  # noqa: BLE001 - ONNX Runtime's own error types for a bad graph
+        raise PackageError(f"{shown}: {config.model_file} is not a model ONNX Runtime can load "
+                           f"({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})"
+                           ) from None
+    predictor = Predictor(session, encoder, config.labels, config.max_len, config.text_pairs,
+                          manifest, config=config, shown=shown)
+    predictor.check_model()
+    return predictor

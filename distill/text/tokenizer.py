@@ -174,6 +174,16 @@ class WordPieceTokenizer:
                 "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
 
+    def hf_tokenizer(self, max_len: int):
+        """This tokenizer as a standalone ``tokenizers.Tokenizer`` (what ``tokenizer.json``
+        holds): same ids, truncation to ``max_len`` longest-first, padding to the longest row."""
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str(self._tok.to_str())
+        tok.enable_truncation(max_len, strategy="longest_first")
+        tok.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
+        return tok
+
     def save(self, directory) -> None:
         """Write ``vocab.txt`` (one token per line) and ``encoder.json`` into ``directory``."""
         directory = Path(directory)
@@ -310,6 +320,42 @@ class SentencePieceTokenizer:
                 na, nb = longest_first(len(a), len(b), max_len - 4)
                 rows.append([bos] + a[:na] + [eos, eos] + b[:nb] + [eos])
         return _pad(rows, [[0] * len(r) for r in rows], self.pad_id)
+
+    def hf_tokenizer(self, max_len: int):
+        """This tokenizer as a ``tokenizers.Tokenizer`` (``tokenizer.json``): a Unigram model with
+        the same pieces and scores, the model's own precompiled normalizer, the prefix, XLM-R's
+        pair template, longest-first truncation to ``max_len`` and padding to the longest row.
+
+        It gives the same ids as ``encode`` on ordinary text (tests compare them); known
+        difference: a run of characters missing from the vocabulary may become one ``<unk>``
+        here and one per character (or the reverse) in ``sentencepiece``.
+        """
+        from sentencepiece import sentencepiece_model_pb2 as pb
+        from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
+        from tokenizers import processors
+
+        proto = pb.ModelProto()
+        proto.ParseFromString(self._proto)
+        kinds = pb.ModelProto.SentencePiece
+        tok = Tokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces],
+                                       unk_id=proto.trainer_spec.unk_id, byte_fallback=False))
+        steps = [normalizers.Strip()]
+        if self.prefix:
+            steps.append(normalizers.Prepend(self.prefix))
+        if proto.normalizer_spec.precompiled_charsmap:
+            steps.append(normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap))
+        steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Strip()]
+        tok.normalizer = normalizers.Sequence(steps)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+        bos, eos = self.bos_token, self.eos_token
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+            special_tokens=[(bos, self.bos_id), (eos, self.eos_id)])
+        literal = [p.piece for p in proto.pieces if p.type == kinds.USER_DEFINED]
+        tok.add_special_tokens([AddedToken(t, normalized=False) for t in literal])
+        tok.enable_truncation(max_len, strategy="longest_first")
+        tok.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
+        return tok
 
     def save(self, directory) -> None:
         """Write ``sentencepiece.model`` and ``encoder.json`` into ``directory``."""

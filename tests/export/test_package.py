@@ -42,8 +42,9 @@ def test_archive_holds_model_encoder_settings_and_a_manifest_hashing_every_file(
         names = tar.getnames()
         tar.extractall(tmp_path / "x", filter="data")
     root = tmp_path / "x" / "toy-bow"
-    assert {"toy-bow/manifest.json", "toy-bow/model.onnx", "toy-bow/preprocess.json",
-            "toy-bow/encoder/encoder.json"} <= set(names)
+    assert {"toy-bow/manifest.json", "toy-bow/model.onnx", "toy-bow/config.json",
+            "toy-bow/encoder/encoder.json", "toy-bow/encoder/vocab.txt"} <= set(names)
+    assert "toy-bow/tokenizer.json" not in names  # word students: vocabulary + settings instead
     manifest = json.loads((root / "manifest.json").read_text())
     files = [p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and p.name != "manifest.json"]
@@ -60,9 +61,13 @@ def test_archive_holds_model_encoder_settings_and_a_manifest_hashing_every_file(
     assert shipped in ("onnx", "onnx-int8")
     shipped_report = exported.report(shipped)
     assert sha256_file(root / "model.onnx") == sha256_file(shipped_report.path)
-    settings = json.loads((root / "preprocess.json").read_text())
-    assert settings["labels"] == ["neg", "pos"] and settings["max_len"] == 24
-    assert settings["text_pairs"] is False and settings["format"] == shipped
+    config = json.loads((root / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["max_length"] == 24
+    assert config["label2id"] == {"neg": 0, "pos": 1} and config["task"] == "text-classification"
+    assert config["text_pairs"] is False and config["format"] == shipped
+    assert config["model_file"] == "model.onnx" and "input_ids" in config["input_names"]
+    assert config["encoder"]["type"] == "words" and config["encoder"]["language"] == "en"
+    assert config["encoder"]["vocab_file"] == "encoder/vocab.txt"
 
 
 def test_choice_skips_rejected_and_paddle_and_breaks_latency_ties_by_size():

@@ -102,7 +102,7 @@ def test_an_unpacked_package_folder_loads_and_is_checked_too(package, tmp_path):
         tar.extractall(tmp_path, filter="data")
     root = tmp_path / "toy"
     assert load_package(root).predict(["great fun"])[0]["label"] == "pos"
-    shutil.copyfile(root / "preprocess.json", root / "model.onnx")
+    shutil.copyfile(root / "config.json", root / "model.onnx")
     with pytest.raises(PackageError, match="model.onnx"):
         load_package(root)
 
