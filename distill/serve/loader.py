@@ -323,7 +323,7 @@ def _check_members(tar: tarfile.TarFile, shown, limits: PackageLimits) \
             raise PackageError(f"{shown}: more than {limits.max_files} entries; refused")
         name = member.name
         kind = ("symbolic link" if member.issym() else "hard link" if member.islnk()
-                else "device" if member.isdev() else "sparse file" if member.issparse()
+                else "fifo" if member.isfifo() else "device" if member.isdev() else "sparse file" if member.issparse()
                 else None)
         if kind is None and not (member.isfile() or member.isdir()):
             kind = "special entry"

@@ -15,17 +15,6 @@ from distill.backends.paddle_inference import dygraph_logits
 from distill.serve.predict import load_package
 
 
-@pytest.fixture(scope="module")
-def package(toy_sentiment, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    config = ExportConfig(formats=("onnx", "onnx-int8"), timed=False, threads=1, max_len=24,
-                          eval_batch_size=16)
-    result = export_model(toy_sentiment["model"], toy_sentiment["vocab"], out,
-                          eval_examples=toy_sentiment["test"], labels=toy_sentiment["labels"],
-                          config=config, package="toy", meta={"teacher": "none"})
-    return result.package
-
-
 def _retar(src, dst, change):
     """Unpack ``src``, let ``change(root)`` alter the files, pack it again as ``dst``."""
     work = dst.parent / (dst.name + ".d")
