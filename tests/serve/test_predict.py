@@ -157,3 +157,49 @@ def test_teacher_directory_exports_to_a_package_with_its_wordpiece_tokenizer(toy
         assert [r["label"] for r in got] == [["neg", "pos"][i] for i in logits.argmax(-1)]
     agreement = np.mean([r["label"] == ["neg", "pos"][i] for r, i in zip(got, logits.argmax(-1))])
     assert agreement == pytest.approx(shipped.parity["argmax_agreement"])
+
+
+@pytest.fixture(scope="module")
+def pair_package(package, tmp_path_factory):
+    """The toy BOW model repackaged as a pair model (it reads ``a [SEP] b``)."""
+    from distill.export.package import build_package
+
+    tmp = tmp_path_factory.mktemp("pairs")
+    with tarfile.open(package) as tar:
+        tar.extractall(tmp, filter="data")
+    manifest = json.loads((tmp / "toy" / "manifest.json").read_text())
+    reports = manifest["artifacts"]
+    return build_package(reports, tmp / "toy" / "encoder", ["neg", "pos"],
+                         tmp / "pairs.tar.gz", {"text_pairs": True, "max_len": 24})
+
+
+def test_cli_reads_text_pairs_jsonl_and_prints_json_with_label_and_score(pair_package, package,
+                                                                         tmp_path, capsys):
+    assert cli_main(["predict", str(pair_package), "great superb", "awful", "--text-b", "fun w1",
+                     "--text-b", "dull poor", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text_b"] for r in rows] == ["fun w1", "dull poor"]
+    assert all(r["score"] == max(r["probabilities"].values()) for r in rows)
+    expected = load_package(pair_package).predict(["great superb", "awful"],
+                                                   ["fun w1", "dull poor"])
+    assert [r["label"] for r in rows] == [e["label"] for e in expected]
+
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"text_a": "great superb", "text_b": "fun w1"}\n\n'
+                     '{"text": "awful", "text_b": "dull poor"}\n', encoding="utf-8")
+    assert cli_main(["predict", str(pair_package), "--input", str(jsonl), "--json"]) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["label"] for r in again] == [r["label"] for r in rows]
+
+    assert cli_main(["predict", str(pair_package), "a", "b", "--text-b", "c"]) == 2
+    assert "one --text-b per text" in capsys.readouterr().err
+    assert cli_main(["predict", str(package), "good", "--text-b", "fun"]) == 2
+    assert "single texts" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n["not", "an", "object"]\n', encoding="utf-8")
+    assert cli_main(["predict", str(package), "--input", str(bad)]) == 2
+    assert "bad.jsonl, line 2" in capsys.readouterr().err
+    (tmp_path / "latin1.txt").write_bytes(b"good\ncaf\xe9\n")
+    assert cli_main(["predict", str(package), "--input", str(tmp_path / "latin1.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "latin1.txt, line 2" in err and "UTF-8" in err
