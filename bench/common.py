@@ -1,8 +1,8 @@
 """Shared bench helpers: machine facts, timing, FLOP counts, GEMM peak, result files.
 
 Every bench writes ``bench/results/<name>.json`` (numbers + ``machine``) and ``<name>.md``
-(tables) through ``write_results``; ``bench.all.update_readme`` pastes the ``.md`` files into
-README.md. Import ``distill`` before Paddle (this module does).
+(tables) through ``write_results``; ``bench.all.update_docs`` pastes the ``.md`` files into
+docs/benchmarks.md. Import ``distill`` before Paddle (this module does).
 """
 import argparse
 import datetime

@@ -12,9 +12,9 @@ arrays (the encoder contract) returns float32 (B, C); an engine is also callable
 
 * ``dygraph`` — the Paddle model itself, eval mode, no grad (the reference; GPU when present);
 * ``paddle-inference`` — the ``paddle.jit.save``-d model in Paddle Inference FP32, oneDNN on;
-* ``onnx`` — paddle2onnx -> ONNX Runtime FP32 (DESIGN.md: 4.1x dygraph on this CPU);
+* ``onnx`` — paddle2onnx -> ONNX Runtime FP32 (docs/design.md: 4.1x dygraph on this CPU);
 * ``onnx-int8`` — ONNX Runtime dynamic INT8 (MatMul + Gather weights); never picked by ``auto``:
-  its logits move (DESIGN.md: max diff 0.04 on MiniLM), so ``soft_labels`` checks it against
+  its logits move (docs/design.md: max diff 0.04 on MiniLM), so ``soft_labels`` checks it against
   ``onnx`` on a sample and reports max abs diff and argmax agreement.
 
 ``auto`` = ``onnx`` on CPU, ``dygraph`` on GPU. Threads are fixed per engine (default: the usable
@@ -42,7 +42,7 @@ from distill.text.encoders import INPUT_NAMES
 log = logging.getLogger("teachers.engines")
 
 Inputs = Dict[str, np.ndarray]  # input_ids / token_type_ids / attention_mask: (B, T) int64
-INT8_OPS = ("MatMul", "Gather")  # DESIGN.md: MiniLM 282 -> 605 ex/s, max logit diff 0.04
+INT8_OPS = ("MatMul", "Gather")  # docs/design.md: MiniLM 282 -> 605 ex/s, max logit diff 0.04
 FP32_TOLERANCE = 1e-3  # an exported FP32 engine must match dygraph this closely (scaled by |logit|)
 DYGRAPH_CHECK_ROWS = 8  # rows run through dygraph to check an export (dygraph is the slow one)
 

@@ -4,7 +4,7 @@
     info = quantize_onnx("out/onnx/model.onnx", "out/onnx-int8/model.onnx")
     logits = OnnxRunner("out/onnx-int8/model.onnx", threads=2)(feed)  # (B, C)
 
-Facts (DESIGN.md): paddle2onnx 1.3.1 writes weights as Constant nodes, so ``quantize_dynamic``
+Facts (docs/design.md): paddle2onnx 1.3.1 writes weights as Constant nodes, so ``quantize_dynamic``
 on its raw output quantizes nothing; ``quant_pre_process`` (shape inference + ORT's basic graph
 optimisation) turns them into initializers and halves the file. The pre-processed FP32 file is
 the ``onnx`` artifact and the size reference for ``onnx-int8`` (the raw file would inflate the

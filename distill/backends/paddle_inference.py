@@ -4,7 +4,7 @@
     quantize_static("out/paddle", "out/paddle-int8", calib_batches, algo="hist")
     logits = PaddleRunner("out/paddle-int8", int8=True, threads=2)(feed)   # (B, C)
 
-Facts this module relies on (DESIGN.md, Paddle 2.6.2 / PaddleSlim 2.6.0):
+Facts this module relies on (docs/design.md, Paddle 2.6.2 / PaddleSlim 2.6.0):
 * ``quant_post_static`` only accepts a ``paddle.io.DataLoader`` (built here over the calibration
   batches, ``batch_size=None`` so each item is one padded batch with its own length).
 * The INT8 model is only fast under oneDNN INT8 (``enable_mkldnn`` + ``enable_mkldnn_int8``).

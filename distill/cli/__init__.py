@@ -52,11 +52,17 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OWN_LOGGERS = ("distill", "teachers", "students")
+
+
 def configure_logging(verbose: int = 0, quiet: int = 0) -> None:
-    """INFO by default; each -v one level more detail, each -q one level less."""
-    level = logging.INFO + 10 * (quiet - verbose)
-    logging.basicConfig(level=max(logging.DEBUG, min(level, logging.CRITICAL)),
+    """The toolkit's messages at INFO (-v: DEBUG; -q: WARNING; -qq: ERROR); other libraries'
+    at WARNING (-vv: INFO), so ONNX Runtime's quantizer chatter stays out of the way."""
+    ours = max(logging.DEBUG, min(logging.INFO + 10 * (quiet - verbose), logging.CRITICAL))
+    logging.basicConfig(level=logging.INFO if verbose > 1 else max(ours, logging.WARNING),
                         format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(ours)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,6 +5,7 @@ file/row driver. The public API::
 
     from distill.data.augment import AugmentConfig, augment_texts
 """
-from distill.data.augment.augmenter import AugmentConfig, augment_file, augment_texts
+from distill.data.augment.augmenter import (AugmentConfig, augment_examples, augment_file,
+                                            augment_texts, mask_token_for)
 
-__all__ = ["AugmentConfig", "augment_file", "augment_texts"]
+__all__ = ["AugmentConfig", "augment_examples", "augment_file", "augment_texts", "mask_token_for"]
