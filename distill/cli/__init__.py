@@ -33,7 +33,7 @@ VERBOSITY_FLAGS = {"-v", "-vv", "-q", "-qq", "--verbose", "--quiet"}
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="more messages (-vv: debug)")
+                       help="more messages (-v: debug; -vv: also the libraries' info)")
     group.add_argument("-q", "--quiet", action="count", default=0,
                        help="only warnings and errors (-qq: errors)")
 
