@@ -39,6 +39,7 @@ import paddle
 
 from distill.core.errors import UserError
 from distill.core.io import atomic_path, read_json, write_json
+from distill.core.safe_pickle import StateFileError, load_state_dict
 from distill.core.registry import Registry
 from teachers.config import ConfigError, ErnieConfig
 from teachers.model import ErnieForSequenceClassification
@@ -359,13 +360,11 @@ def _wordpiece(directory: Path) -> WordPieceTokenizer:
 
 
 def _load_pdparams(path: Path) -> Dict[str, np.ndarray]:
+    """Weights from a ``paddle.save``'d file, read by the restricted loader (never unpickles code)."""
     try:
-        state = paddle.load(str(path), return_numpy=True)
-    except Exception as err:  # noqa: BLE001  (Paddle raises many types for corrupt files)
-        raise CheckpointError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
-    return {k: np.asarray(v) for k, v in state.items()}
+        return load_state_dict(path)
+    except StateFileError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def read_canonical(directory: Path) -> RawCheckpoint:
@@ -382,6 +381,9 @@ def read_canonical(directory: Path) -> RawCheckpoint:
 
 def read_ernie_repo(directory: Path) -> RawCheckpoint:
     if (directory / "params").is_dir():
+        if (directory / "params.pdparams").exists():  # load_program_state would unpickle it
+            raise CheckpointError(f"{directory / 'params.pdparams'}: refused: a pickled file next to "
+                                  f"{directory / 'params'} (remove it to read the params folder)")
         try:
             tensors = paddle.static.load_program_state(str(directory / "params"))
         except Exception as err:  # noqa: BLE001

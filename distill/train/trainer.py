@@ -51,6 +51,7 @@ from distill.train import distributed
 from distill.data.batching import restore_order
 from distill.core.errors import UserError
 from distill.core.io import atomic_path, read_json, write_json
+from distill.core.safe_pickle import StateFileError, load_state, load_state_dict
 from distill.train.metrics import METRICS, classification_metrics
 from distill.core.registry import Registry
 from distill.train.device import amp_level, place_layers, seed_everything, select_device, use_amp
@@ -91,6 +92,7 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl step records
     save_every_steps: Optional[int] = None  # also checkpoint last/ every N steps
     progress: bool = True  # tqdm progress bar
+    data_fingerprint: str = ""  # hash of the training data: a checkpoint of other data is not resumed
 
     def __post_init__(self):
         def bad(name, problem):
@@ -610,16 +612,32 @@ class Trainer:
         state_path = self.last_dir / "trainer_state.json"
         if not state_path.exists():
             return TrainState()
-        saved = read_json(state_path)
+        try:  # read everything before touching the model: a bad file means "start over"
+            saved = read_json(state_path)
+            if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+                raise StateFileError(state_path, "not a trainer state (no 'config' mapping)")
+            state = TrainState(**saved["state"])
+            weights = {prefix: load_state_dict(self.last_dir / f"{prefix}_state.pdparams")
+                       for prefix in self._layers()}
+            extra = load_state(self.last_dir / "optimizer.pdopt")
+            if not isinstance(extra, dict) or not {"accumulators", "scheduler", "scaler"} <= set(extra):
+                raise StateFileError(self.last_dir / "optimizer.pdopt", "not an optimizer state")
+        except (UserError, OSError, ValueError, TypeError, KeyError) as err:
+            log.warning("%s: unreadable checkpoint, training starts over (%s)", self.last_dir, err)
+            return TrainState()
         mine = self._config_dict()
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        data_key = "data_fingerprint"
+        if saved["config"].get(data_key, "") != mine.get(data_key, ""):
+            log.warning("%s: the training data changed since this checkpoint was written; "
+                        "training starts over", self.out_dir)
+            return TrainState()
         changed = [k for k in mine if saved["config"].get(k, defaults.get(k)) != mine[k]]
         if changed:
             k = changed[0]
             raise UserError(f"{state_path}: written with {k}={saved['config'].get(k)!r} but this "
                             f"run has {k}={mine[k]!r}; use another output directory or delete "
                             f"{self.last_dir} to start over")
-        state = TrainState(**saved["state"])
         # Optimizer accumulators are created lazily by the first step, and Paddle keys them by
         # names carrying process-wide counters; so take one step with zero gradients to create
         # them, then overwrite weights and accumulators with the saved ones, matched by
@@ -628,8 +646,7 @@ class Trainer:
         optimizer.step()
         optimizer.clear_grad()
         for prefix, layer in self._layers().items():
-            layer.set_state_dict(paddle.load(str(self.last_dir / f"{prefix}_state.pdparams")))
-        extra = paddle.load(str(self.last_dir / "optimizer.pdopt"))
+            layer.set_state_dict(weights[prefix])
         scheduler.set_state_dict(extra["scheduler"])
         scaler.load_state_dict(extra["scaler"])
         names = self._param_names()
@@ -646,7 +663,7 @@ class Trainer:
     def _load_best(self) -> None:
         path = self.best_dir / "model_state.pdparams"
         if path.exists():
-            self.model.set_state_dict(paddle.load(str(path)))
+            self.model.set_state_dict(load_state_dict(path))
 
     def _summary(self, state: TrainState, resumed_from: int) -> Dict:
         return {"best_epoch": state.best_epoch, "best_step": state.best_step,
