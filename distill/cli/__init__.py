@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train a student, plain or distilled from soft labels",
     "export": "export a model to Paddle/ONNX, FP32 and INT8, and measure it",
     "predict": "predict with an edge package (no Paddle needed)",
+    "serve": "serve an edge package over HTTP with micro-batching (no Paddle needed)",
     "run": "run a YAML recipe end to end: data -> teacher -> students -> package",
 }
 
