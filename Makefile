@@ -15,7 +15,7 @@ $(STAMP): requirements.txt setup.py
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(if $(GPU),sed 's/^paddlepaddle==/paddlepaddle-gpu==/' requirements.txt > $(VENV)/requirements.txt,cp requirements.txt $(VENV)/requirements.txt)
 	$(BIN)/python -m pip install -q --no-deps -r $(VENV)/requirements.txt
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e ".[train]"
 	touch $(STAMP)
 
 # import contracts first (seconds), then the fast tests, then the end-to-end ones
