@@ -60,7 +60,8 @@ def load_student(directory) -> Tuple[Any, Any, Dict[str, Any]]:
     encoder = load_encoder(directory)
     model = build_student(meta["kind"], meta["config"],
                           vocab_size=meta.get("vocab_size", encoder.vocab_size),
-                          num_labels=len(meta["labels"]), pad_id=encoder.pad_id)
+                          num_labels=len(meta["labels"]), pad_id=encoder.pad_id,
+                          task=meta.get("task", "sentence"))
     state = load_state_dict(directory / WEIGHTS)  # restricted: never runs code from the file
     missing = sorted(set(model.state_dict()) - set(state))
     if missing:

@@ -9,12 +9,18 @@ teacher's output dict (only for the intermediate-layer losses). Names, in ``LOSS
 ==============  ====================================================================================
 ``soft_ce``     T² · mean_b −Σ_c softmax(t/T) · log_softmax(s/T)          (Hinton et al., ERNIE Slim)
 ``kl``          T² · mean_b Σ_c p_t (log p_t − log p_s), p = softmax(·/T)  (KL(teacher ‖ student))
-``logit_mse``   mean_{b,c} (s − t)²                                        (Tang et al. 2019)
+``logit_mse``   mean_b mean_c (s − t)²                                     (Tang et al. 2019)
 ``hard_ce``     mean over rows with a gold label of −log_softmax(s)[y]     (rows with y = −1 ignored)
 ``hidden_mse``  mean over mapped layers and real tokens of mean_h (W·h_s + b − h_t)²    (TinyBERT)
 ``attention``   KL(p_t ‖ p_s) per real query row (or MSE over real query/key pairs), mean over
                 mapped layers, heads and rows                                           (TinyBERT)
 ==============  ====================================================================================
+
+Token tasks (``distill.data.token_batching``): the student's ``logits`` are (B, T, C) per sub-token;
+every logit loss first gathers each token's first sub-token with ``batch["token_index"]`` (B, W)
+-> (B, W, C), then takes its per-row value per token and averages over the real tokens only
+(``batch["token_mask"]`` (B, W); padding never contributes). ``teacher_logits`` are then
+(B, W, C) and ``labels`` (B, W) with -1 = no gold tag.
 
 The composite is built from data::
 
@@ -54,10 +60,30 @@ def _tensor(x, dtype: Optional[str] = None):
 
 def _teacher_logits(batch: Dict, teacher_outputs: Optional[Dict]):
     if "teacher_logits" in batch:
-        return _tensor(batch["teacher_logits"], "float32")  # (B, C)
+        return _tensor(batch["teacher_logits"], "float32")  # (B, C) or (B, W, C)
     if teacher_outputs is not None:
-        return teacher_outputs["logits"].detach()  # (B, C)
+        return _token_rows(teacher_outputs["logits"].detach(), batch)[0]  # (B, C) or (B, W, C)
     raise UserError("this loss needs teacher logits: give soft labels (--soft-labels) or a teacher")
+
+
+def _token_rows(logits, batch: Dict):
+    """Sentence logits (B, C) pass through (weights None). Sub-token logits (B, T, C) of a token
+    task are gathered at ``batch["token_index"]`` -> (B, W, C), weights ``token_mask`` (B, W)."""
+    if len(logits.shape) != 3:
+        return logits, None
+    if "token_index" not in batch:
+        raise UserError("the model returns per-token logits but the batch has no token_index: "
+                        "token students need token-task batches (distill.data.token_batching)")
+    index = _tensor(batch["token_index"], "int64").unsqueeze(-1)  # (B, W, 1)
+    rows = paddle.take_along_axis(logits, index.expand([-1, -1, logits.shape[-1]]), axis=1)
+    return rows, _tensor(batch["token_mask"], "float32")  # (B, W, C), (B, W)
+
+
+def _mean(values, weights):
+    """values (B,) -> mean; values (B, W) with weights (B, W) -> weighted mean over real tokens."""
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clip(min=1.0)
 
 
 @dataclass
@@ -98,9 +124,10 @@ class SoftCrossEntropy(LossTerm):
 
     def forward(self, outputs, batch, teacher_outputs=None):
         T = self.temperature
-        target = F.softmax(_teacher_logits(batch, teacher_outputs) / T, axis=-1)  # (B, C)
-        log_p = F.log_softmax(outputs["logits"] / T, axis=-1)  # (B, C)
-        return -(target * log_p).sum(axis=-1).mean() * (T * T)
+        student, weights = _token_rows(outputs["logits"], batch)  # (B, C) or (B, W, C)
+        target = F.softmax(_teacher_logits(batch, teacher_outputs) / T, axis=-1)  # like student
+        log_p = F.log_softmax(student / T, axis=-1)
+        return _mean(-(target * log_p).sum(axis=-1), weights) * (T * T)
 
 
 class KLDivergence(LossTerm):
@@ -122,9 +149,10 @@ class KLDivergence(LossTerm):
 
     def forward(self, outputs, batch, teacher_outputs=None):
         T = self.temperature
-        log_t = F.log_softmax(_teacher_logits(batch, teacher_outputs) / T, axis=-1)  # (B, C)
-        log_s = F.log_softmax(outputs["logits"] / T, axis=-1)  # (B, C)
-        return (log_t.exp() * (log_t - log_s)).sum(axis=-1).mean() * (T * T)
+        student, weights = _token_rows(outputs["logits"], batch)  # (B, C) or (B, W, C)
+        log_t = F.log_softmax(_teacher_logits(batch, teacher_outputs) / T, axis=-1)  # like student
+        log_s = F.log_softmax(student / T, axis=-1)
+        return _mean((log_t.exp() * (log_t - log_s)).sum(axis=-1), weights) * (T * T)
 
 
 class LogitMSE(LossTerm):
@@ -133,8 +161,9 @@ class LogitMSE(LossTerm):
     name = "logit_mse"
 
     def forward(self, outputs, batch, teacher_outputs=None):
-        diff = outputs["logits"] - _teacher_logits(batch, teacher_outputs)  # (B, C)
-        return (diff * diff).mean()
+        student, weights = _token_rows(outputs["logits"], batch)  # (B, C) or (B, W, C)
+        diff = student - _teacher_logits(batch, teacher_outputs)
+        return _mean((diff * diff).mean(axis=-1), weights)
 
 
 class HardCrossEntropy(LossTerm):
@@ -148,10 +177,13 @@ class HardCrossEntropy(LossTerm):
     def forward(self, outputs, batch, teacher_outputs=None):
         if "labels" not in batch:
             raise UserError("loss hard_ce needs gold labels, but the training batches have none")
-        labels = _tensor(batch["labels"], "int64")  # (B,)
-        valid = (labels >= 0).astype("float32")  # (B,)
-        log_p = F.log_softmax(outputs["logits"], axis=-1)  # (B, C)
-        picked = paddle.take_along_axis(log_p, labels.clip(min=0).unsqueeze(-1), axis=1)  # (B, 1)
+        student, weights = _token_rows(outputs["logits"], batch)  # (B, C) or (B, W, C)
+        labels = _tensor(batch["labels"], "int64")  # (B,) or (B, W)
+        valid = (labels >= 0).astype("float32")
+        if weights is not None:
+            valid = valid * weights
+        log_p = F.log_softmax(student, axis=-1)
+        picked = paddle.take_along_axis(log_p, labels.clip(min=0).unsqueeze(-1), axis=-1)
         return -(picked.squeeze(-1) * valid).sum() / valid.sum().clip(min=1.0)
 
 

@@ -52,7 +52,7 @@ from distill.data.batching import restore_order
 from distill.core.errors import UserError
 from distill.core.io import atomic_path, read_json, write_json
 from distill.core.safe_pickle import StateFileError, load_state, load_state_dict
-from distill.train.metrics import METRICS, classification_metrics
+from distill.train.metrics import METRICS, TOKEN_METRICS, classification_metrics
 from distill.core.registry import Registry
 from distill.train.device import amp_level, place_layers, seed_everything, select_device, use_amp
 
@@ -87,7 +87,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | gpu | gpu:N
     amp: bool = True  # mixed precision; used only on GPU (always off on CPU)
     amp_level: str = "O1"  # O1: listed ops in FP16; O2: FP16 weights + FP32 master copies (GPU)
-    eval_metric: str = "accuracy"  # accuracy | macro_f1: picks the best epoch
+    eval_metric: str = "accuracy"  # accuracy | macro_f1 (token tasks: f1 | ...): the best epoch
     max_steps: Optional[int] = None  # stop after this many optimizer steps
     log_every: int = 50  # steps between metrics.jsonl step records
     save_every_steps: Optional[int] = None  # also checkpoint last/ every N steps
@@ -121,8 +121,8 @@ class TrainConfig:
             bad("max_grad_norm", "must be > 0 or null")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {', '.join(OPTIMIZERS.names())}")
-        if self.eval_metric not in METRICS:
-            bad("eval_metric", f"must be one of {', '.join(METRICS)}")
+        if self.eval_metric not in METRICS + TOKEN_METRICS:
+            bad("eval_metric", f"must be one of {', '.join(METRICS + TOKEN_METRICS)}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("gpu"):
             bad("device", f"must be {DEVICES_HELP}")
         if self.amp_level not in ("O1", "O2"):
@@ -354,11 +354,15 @@ class Trainer:
     (default: the loss's ``model_kwargs`` attribute if it has one, e.g.
     ``{"output_hidden_states": True}``). A loss that is a ``paddle.nn.Layer`` with parameters
     (a hidden-state projection) has them trained and checkpointed along with the model.
+    ``evaluator(model, dev_batches) -> metrics`` scores dev (default: ``evaluate``, accuracy and
+    macro-F1; token tasks pass ``distill.train.token_eval.TokenEvaluator``).
     """
 
     def __init__(self, model: paddle.nn.Layer, loss_fn: Callable, config: TrainConfig,
-                 out_dir, forward_kwargs: Optional[Dict] = None):
+                 out_dir, forward_kwargs: Optional[Dict] = None,
+                 evaluator: Optional[Callable] = None):
         self.model, self.loss_fn, self.config = model, loss_fn, config
+        self.evaluator = evaluator or evaluate
         self.out_dir = Path(out_dir)
         if forward_kwargs is None:  # a loss may say which extra outputs it needs
             forward_kwargs = getattr(loss_fn, "model_kwargs", None)
@@ -547,7 +551,7 @@ class Trainer:
         improved = True
         if dev_batches is not None:
             # every rank holds the same weights; rank 0's numbers decide for all
-            dev = distributed.broadcast_object(evaluate(self.model, dev_batches))
+            dev = distributed.broadcast_object(self.evaluator(self.model, dev_batches))
             record["dev"] = dev
             state.dev_history.append({"epoch": epoch + 1, **dev})
             score = dev[cfg.eval_metric]

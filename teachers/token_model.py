@@ -1,0 +1,166 @@
+"""Token classification on the ERNIE encoder: the NER teacher, its fine-tuning and its logits per token.
+
+``ErnieForTokenClassification`` is ``teachers.model.ErnieModel`` + dropout + a Linear head on every
+sub-token (``logits`` (B, T, C)); parameter names are PaddleNLP's (``ernie.*``, ``classifier.*``),
+so any checkpoint ``teachers.checkpoint.load_teacher`` reads gives its encoder::
+
+    teacher = token_teacher(load_teacher("e5-small"), task.tags)   # fresh (seeded) token head
+    result = finetune_token_teacher(teacher, task, TrainConfig(epochs=1), "runs/t")
+    logits = token_logits(teacher.model, teacher.tokenizer, task.test, max_len=128)  # per sentence (L, C)
+
+A saved token teacher (``save_teacher``; ``teacher.json`` lists the tags) loads back with
+``load_token_teacher(dir)``.
+"""
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from distill.core.errors import UserError
+from distill.core.io import read_json, write_json
+from teachers.config import ErnieConfig
+from teachers.model import ErnieModel
+
+
+class ErnieForTokenClassification(nn.Layer):
+    """ERNIE + dropout + Linear on every sub-token. Output contract: ``logits`` (B, T, C) always;
+    ``hidden_states``, ``attentions`` and ``mask`` on request."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int):
+        super().__init__()
+        if num_labels < 1:
+            raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+        self.config, self.num_labels = config, num_labels
+        self.ernie = ErnieModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels, weight_attr=paddle.ParamAttr(
+            initializer=nn.initializer.TruncatedNormal(std=config.initializer_range)))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> Dict:
+        enc = self.ernie(input_ids, token_type_ids, attention_mask,
+                         output_hidden_states=output_hidden_states,
+                         output_attentions=output_attentions)
+        out = {"logits": self.classifier(self.dropout(enc["sequence_output"]))}  # (B, T, C)
+        if output_hidden_states:
+            out["hidden_states"] = enc["hidden_states"]
+        if output_attentions:
+            out["attentions"] = enc["attentions"]
+        if output_hidden_states or output_attentions:
+            out["mask"] = enc["mask"]
+        return out
+
+
+def token_teacher(teacher, tags: Sequence[str], seed: int = 0):
+    """``teacher`` (a ``teachers.checkpoint.Teacher``) with an ``ErnieForTokenClassification`` over
+    its encoder weights. The head is kept when it already has ``len(tags)`` outputs and was
+    trained for ``tags``; otherwise it is initialised fresh under ``seed``."""
+    old = teacher.model
+    paddle.seed(seed)
+    model = ErnieForTokenClassification(teacher.config, len(tags))
+    state = {k: v for k, v in old.state_dict().items() if k.startswith("ernie.")}
+    same_head = (list(teacher.labels) == list(tags)
+                 and list(old.classifier.weight.shape) == list(model.classifier.weight.shape))
+    if same_head:
+        state.update({k: v for k, v in old.state_dict().items() if k.startswith("classifier.")})
+    fresh = model.state_dict()
+    model.set_state_dict({**fresh, **{k: v for k, v in state.items() if k in fresh}})
+    model.eval()
+    teacher.model, teacher.labels = model, list(tags)
+    return teacher
+
+
+def load_token_teacher(source, tags: Optional[Sequence[str]] = None, seed: int = 0):
+    """A token teacher from a saved one (tags from its ``teacher.json``) or any checkpoint
+    ``load_teacher`` reads (then ``tags`` are required and the head is fresh)."""
+    from teachers.checkpoint import load_teacher
+
+    meta_path = Path(str(source)) / "teacher.json"
+    saved = read_json(meta_path) if meta_path.is_file() else {}
+    if saved.get("task") == "token":
+        if tags is not None and list(tags) != list(saved["labels"]):
+            raise UserError(f"{source}: a token teacher for tags {saved['labels']}, not {list(tags)}")
+        tags = saved["labels"]
+        teacher = load_teacher(source, num_labels=len(tags), seed=seed)
+        teacher.labels = list(tags)
+        return token_teacher(teacher, tags, seed)
+    if tags is None:
+        raise UserError(f"{source}: not a token teacher; give the tags to put a head on it")
+    return token_teacher(load_teacher(source, seed=seed), tags, seed)
+
+
+def save_token_teacher(teacher, directory, scheme: str) -> Path:
+    """``save_teacher`` plus ``"task": "token"`` and the scheme in ``teacher.json``."""
+    from teachers.checkpoint import save_teacher
+
+    directory = save_teacher(teacher, directory)
+    meta = read_json(directory / "teacher.json")
+    meta.update(task="token", scheme=scheme)
+    write_json(directory / "teacher.json", meta)
+    return directory
+
+
+def token_logits(model, encoder, examples, max_len: int = 128, batch_size: int = 64
+                 ) -> List[np.ndarray]:
+    """Per sentence, (L, C) float32 logits of each token's first sub-token (0 for cut tokens),
+    in input order; eval mode and no gradients, the model's mode restored."""
+    from distill.data.token_batching import TokenBatchPlan, encode_token_examples
+    from distill.train.token_eval import predict_token_logits
+
+    data = encode_token_examples(encoder, examples, max_len=max_len)
+    return predict_token_logits(model, TokenBatchPlan(data, batch_size, shuffle=False))
+
+
+def finetune_token_teacher(teacher, task, config, out_dir, max_len: int = 128,
+                           train_layers: Optional[int] = None) -> Dict:
+    """Fine-tune a token teacher on ``task`` (a ``TokenTask``) with hard CE on gold tags; keeps
+    the best dev entity F1, saves ``out_dir/teacher`` and returns dev/test entity metrics."""
+    import dataclasses
+
+    from distill.data.token_batching import TokenBatchPlan, encode_token_examples
+    from distill.train.device import seed_everything
+    from distill.train.losses import build_loss
+    from distill.train.token_eval import TokenEvaluator
+    from distill.train.trainer import Trainer
+    from teachers.finetune import freeze_lower_layers
+
+    if not task.train:
+        raise UserError(f"task {task.name}: the training set is empty")
+    if not isinstance(teacher.model, ErnieForTokenClassification) or \
+            list(teacher.labels) != list(task.tags):
+        token_teacher(teacher, task.tags, seed=config.seed)
+    out_dir = Path(out_dir)
+    seed_everything(config.seed)
+    teacher.max_len = int(max_len)
+    if config.eval_metric not in ("f1", "precision", "recall", "token_accuracy"):
+        config = dataclasses.replace(config, eval_metric="f1")
+    flags = {name: p.stop_gradient for name, p in teacher.model.named_parameters()}
+    frozen = freeze_lower_layers(teacher.model, train_layers) if train_layers is not None else []
+
+    def plan(examples, size, shuffle=False):
+        data = encode_token_examples(teacher.tokenizer, examples, max_len, tags=task.tags)
+        return TokenBatchPlan(data, size, shuffle=shuffle, seed=config.seed)
+
+    train_plan = plan(task.train, config.batch_size, shuffle=True)
+    dev_plan = plan(task.dev, 2 * config.batch_size) if task.dev else None
+    evaluator = TokenEvaluator(task.tags, task.scheme)
+    loss = build_loss([{"name": "hard_ce", "weight": 1.0}])
+    try:
+        summary = Trainer(teacher.model, loss, config, out_dir / "train",
+                          evaluator=evaluator).fit(train_plan, dev_plan)
+    finally:
+        for name, param in teacher.model.named_parameters():
+            param.stop_gradient = flags[name]
+    result = {"task": task.name, "teacher": teacher.name, "tags": list(task.tags),
+              "scheme": task.scheme, "max_len": int(max_len), "train_examples": len(task.train),
+              "frozen_parameters": len(frozen), "best_epoch": summary["best_epoch"],
+              "steps": summary["steps"], "train_time_s": round(summary["train_time_s"], 2),
+              "dev": evaluator(teacher.model, dev_plan) if dev_plan else None,
+              "test": evaluator(teacher.model, plan(task.test, 2 * config.batch_size))
+              if task.test else None,
+              "teacher_dir": str(out_dir / "teacher")}
+    save_token_teacher(teacher, out_dir / "teacher", task.scheme)
+    write_json(out_dir / "finetune.json", result)
+    return result
