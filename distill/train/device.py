@@ -89,10 +89,21 @@ def select_device(name: str = "auto") -> str:
 
 def place_layers(device: str, *layers) -> None:
     """Move every given layer (None skipped) to ``device``: the model, the loss (its projection
-    layers) and a teacher the loss runs internally must all sit where the model is."""
+    layers) and a teacher the loss runs internally must all sit where the model is.
+
+    A layer already there is left alone: ``Layer.to`` fails on Paddle 2.6's LSTM, whose
+    zero-size ``_dropout_state`` buffer (place "undefined") cannot be copied (measured: BiLSTM
+    students on CPU)."""
+    import paddle
+
     for layer in layers:
-        if layer is not None:
-            layer.to(device=device)
+        if layer is None:
+            continue
+        target = str(paddle.CPUPlace() if device == "cpu" else paddle.CUDAPlace(
+            int(device.split(":")[1]) if ":" in device else 0))
+        if {p for p in layer_devices(layer) if "undefined" not in p} <= {target}:
+            continue
+        layer.to(device=device)
 
 
 def layer_devices(layer) -> set:
