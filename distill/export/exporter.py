@@ -28,6 +28,7 @@ In Python::
     result.reports[-1].to_dict()
 """
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -45,6 +46,7 @@ from distill.core.runtime import usable_cores
 from distill.export.measure import ArtifactReport, MeasureSettings, judge, measure_artifact
 
 FORMATS = ("paddle", "paddle-int8", "onnx", "onnx-int8")
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -70,6 +72,7 @@ class ExportConfig:
     paddle_int8_fallback: bool = True  # rejected oneDNN INT8 PTQ -> weight-only INT8 (FP32 kernels)
     onnx_reduce_range: bool = True  # 7-bit weights: no u8*s8 saturation on CPUs without VNNI
     timed: bool = True  # False: skip latency/throughput (tests)
+    trim_vocab: Any = "off"  # off | auto | N: keep only the task's pieces (distill.export.trim)
     seed: int = 0
     measure: MeasureSettings = dataclasses.field(default_factory=MeasureSettings)
 
@@ -87,6 +90,9 @@ class ExportConfig:
             raise UserError(f"onnx_weight_type={self.onnx_weight_type!r}; use int8 or uint8")
         if self.calib_size < 1 or self.calib_batch_size < 1 or self.eval_batch_size < 1:
             raise UserError("calib_size, calib_batch_size and eval_batch_size must be >= 1")
+        from distill.export.trim import parse_setting
+
+        parse_setting(self.trim_vocab)
 
     def thread_count(self) -> int:
         return self.threads or usable_cores()
@@ -325,7 +331,8 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
                  labels: Optional[Sequence[str]] = None,
                  config: Optional[ExportConfig] = None,
                  package: Optional[str] = None,
-                 meta: Optional[Dict[str, Any]] = None) -> ExportResult:
+                 meta: Optional[Dict[str, Any]] = None,
+                 trim_texts: Optional[Sequence[Any]] = None) -> ExportResult:
     """Export ``model``: a Paddle layer (with ``encoder``), a saved student/teacher directory,
     or a ``LoadedModel``.
 
@@ -333,6 +340,9 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     accuracy, else the guard uses argmax agreement with FP32. ``calib_examples``: texts for
     PTQ calibration (default: the eval texts). ``labels``: class names (a directory has its
     own). ``package``: also write ``OUT/NAME.tar.gz`` from the best accepted ONNX artifact.
+    ``trim_texts``: the training (+ augmented) rows or texts that decide which pieces
+    ``config.trim_vocab`` keeps (never the eval rows); the trimmed model is measured against the
+    untrimmed one and used only if accepted (``reference["trim"]`` says what happened).
     """
     from tqdm import tqdm
 
@@ -364,6 +374,10 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     has_labels = all(e.label is not None for e in eval_examples) and bool(loaded.labels)
     label_array = to_label_ids(eval_examples, loaded.labels) if has_labels else None
 
+    trim_report = None
+    if config.trim_vocab not in (None, False, "off"):
+        loaded, trim_report = _trim(loaded, trim_texts, config, max_len, eval_examples,
+                                    label_array)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("paddle", "paddle-int8", "onnx", "onnx-int8"):  # never mix two exports
@@ -391,7 +405,8 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     reference = {"test": reference_test, "eval_examples": len(eval_examples),
                  "calibration_examples": len(calib), "max_len": max_len,
                  "max_abs_logit": float(np.abs(reference_logits).max()),
-                 "model": loaded.name, "kind": loaded.kind, "text_pairs": bool(text_pairs)}
+                 "model": loaded.name, "kind": loaded.kind, "text_pairs": bool(text_pairs),
+                 "trim": trim_report.to_dict() if trim_report else None}
     result = ExportResult(out_dir, reports, reference)
     if package:
         from distill.export.package import PackageMeta, build_package
@@ -405,6 +420,52 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     write_json(out_dir / "export_report.json",
                {**result.to_dict(), "config": dataclasses.asdict(config)})
     return result
+
+
+def _trim(loaded: LoadedModel, trim_texts, config: ExportConfig, max_len: int, eval_examples,
+          label_array):
+    """The trimmed model if it keeps accuracy (like the INT8 guard), else the untrimmed one."""
+    from distill.backends.paddle_inference import dygraph_logits
+    from distill.export.trim import texts_of, trim_model
+
+    if not trim_texts:
+        raise UserError("trim_vocab needs the training texts that decide which pieces to keep "
+                        "(export_model(trim_texts=...), distill export --trim-texts FILE)")
+    trimmed, report = trim_model(loaded, texts_of(trim_texts), config.trim_vocab, max_len)
+    if trimmed is loaded:
+        return loaded, report
+    batch = config.eval_batch_size
+    before = dygraph_logits(loaded.model, encode_batches(loaded.encoder, eval_examples, max_len,
+                                                         batch))
+    after = dygraph_logits(trimmed.model, encode_batches(trimmed.encoder, eval_examples, max_len,
+                                                         batch))
+    report.argmax_agreement = float(np.mean(before.argmax(-1) == after.argmax(-1)))
+    if label_array is not None:
+        from distill.train.metrics import classification_metrics
+
+        report.test_before = classification_metrics(label_array, before.argmax(-1))
+        report.test_after = classification_metrics(label_array, after.argmax(-1))
+        drop = report.test_before["accuracy"] - report.test_after["accuracy"]
+        if drop > config.max_accuracy_drop:
+            report.accepted = False
+            report.reason = (f"accuracy {100 * report.test_after['accuracy']:.2f}% is "
+                             f"{100 * drop:.2f} points below the untrimmed "
+                             f"{100 * report.test_before['accuracy']:.2f}% (limit "
+                             f"{100 * config.max_accuracy_drop:.2f})")
+    elif config.max_disagreement is not None and \
+            1 - report.argmax_agreement > config.max_disagreement:
+        report.accepted = False
+        report.reason = (f"argmax agreement with the untrimmed model "
+                         f"{100 * report.argmax_agreement:.1f}% is below "
+                         f"{100 * (1 - config.max_disagreement):.1f}% (no labels to measure "
+                         f"accuracy)")
+    if not report.accepted:
+        logger.warning("trim_vocab rejected, exporting the untrimmed model: %s", report.reason)
+        return loaded, report
+    logger.info("trim_vocab %s: %d -> %d pieces, %d -> %d parameters", report.setting,
+                report.vocab_before, report.vocab_after, report.parameters_before,
+                report.parameters_after)
+    return trimmed, report
 
 
 def _save_encoder(encoder, directory: Path) -> None:

@@ -1,0 +1,253 @@
+"""`distill serve` under load: requests/s and latency at concurrency 1, 8 and 32, against the same
+model's raw ONNX Runtime throughput measured in the same run.
+
+    python -m bench.serve            # BOW (movies_en recipe size) and the tiny transformer
+    python -m bench.serve --quick    # BOW only, fewer requests (about a minute)
+
+Packages: a BOW student at the size of ``recipes/movies_en/bow_from_minilm.yaml`` and (full run)
+the tiny transformer of ``tiny_from_minilm.yaml``, random weights (speed does not depend on them),
+exported to ONNX FP32 and packaged by ``export_model(..., package=...)``. Load: real movies_en
+test sentences, one text per request, from an async ``httpx`` client in this process with N
+requests in flight; the server (``distill serve``, one worker, ``--threads 1``, on 127.0.0.1
+only) runs in its own process. Every load loop is bounded by a request count AND a time limit.
+
+Reference rates, measured in the same run on one thread:
+* ``raw ORT`` — ``session.run`` on pre-encoded batches of 32 (the model alone);
+* ``predictor`` — ``Predictor.predict`` on batches of 32 (encoding + ONNX Runtime + softmax),
+  the most a server can reach without HTTP and JSON.
+Server columns: requests/s (= texts/s here), p50/p99 latency, errors, mean texts per ONNX
+Runtime call (from ``/metadata``), and the ratios to the two references. Client and server share
+the machine's cores, so the client's own cost is part of the numbers. Writes
+bench/results/serve.md and .json.
+"""
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, \
+    write_results
+
+CONCURRENCY = (1, 8, 32)
+MAX_LEN = 128
+
+
+def build_packages(kinds, out: Path) -> Dict[str, Path]:
+    """Random-weight students at recipe size, exported to ONNX FP32 and packaged."""
+    import paddle
+
+    from bench.speed import student_config
+    from distill.data.examples import read_examples
+    from distill.data.fetch import fetch
+    from distill.export.exporter import ExportConfig, LoadedModel, export_model
+    from distill.text.vocab import WordVocab
+    from students.registry import build_student
+
+    data = fetch("movies_en")
+    train = read_examples(Path(data) / "train.tsv")
+    test = read_examples(Path(data) / "test.tsv")[:200]
+    labels = sorted({e.label for e in train})
+    packages = {}
+    for kind in kinds:
+        paddle.seed(0)
+        if kind == "tiny":
+            from students.tiny import TinyStudent, tiny_config_for
+            from teachers.checkpoint import load_teacher
+
+            teacher = load_teacher("minilm-l6", num_labels=len(labels))
+            typed = tiny_config_for(teacher.config, student_config("tiny"))
+            model = TinyStudent(typed, vocab_size=teacher.config.vocab_size,
+                                num_labels=len(labels), pad_id=teacher.tokenizer.pad_id)
+            encoder = teacher.tokenizer
+        else:
+            encoder = WordVocab.build([e.text_a for e in train], language="en")
+            model = build_student(kind, student_config(kind), encoder.vocab_size, len(labels),
+                                  encoder.pad_id)
+        model.eval()
+        loaded = LoadedModel(model, encoder, labels, MAX_LEN, kind=kind, name=kind)
+        result = export_model(loaded, out_dir=out / kind, eval_examples=test,
+                              config=ExportConfig(formats=("onnx",), max_len=MAX_LEN, threads=1,
+                                                  timed=False, max_accuracy_drop=0.99,
+                                                  max_disagreement=None),
+                              package=f"bench-{kind}")
+        packages[kind] = result.package
+    return packages
+
+
+def references(package: Path, texts: List[str], seconds: float) -> Dict[str, float]:
+    """Texts/s of raw ONNX Runtime (pre-encoded batches of 32) and of the Predictor, 1 thread."""
+    from distill.serve.predict import load_package
+
+    predictor = load_package(package, threads=1)
+    batches = [texts[i:i + 32] for i in range(0, len(texts) - 31, 32)]
+    feeds = []
+    for batch in batches:
+        enc = predictor.encoder.encode(batch, max_len=predictor.max_len)
+        feeds.append({n: enc[n] for n in predictor.input_names})
+
+    def rate(step) -> float:
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:  # bounded in time
+            for i in range(len(batches)):
+                step(i)
+                done += len(batches[i])
+        return done / (time.perf_counter() - start)
+
+    return {"raw_ort": rate(lambda i: predictor.session.run(None, feeds[i])),
+            "predictor": rate(lambda i: predictor.predict(batches[i], batch_size=32))}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(package: Path, max_batch: int, max_wait_ms: float):
+    import httpx
+
+    port = _free_port()
+    code = "import sys; from distill.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", str(package), "--host",
+                             "127.0.0.1", "--port", str(port), "--threads", "1", "--max-batch",
+                             str(max_batch), "--max-wait-ms", str(max_wait_ms), "--log-level",
+                             "warning"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):  # at most 60 s
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start within 60 s")
+
+
+async def load(url: str, texts: List[str], concurrency: int, requests: int,
+               seconds: float) -> Dict[str, object]:
+    """``concurrency`` clients, each sending one-text requests until ``requests`` are sent in all
+    or ``seconds`` have passed."""
+    import httpx
+
+    latencies: List[float] = []
+    errors = 0
+    sent = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        start = time.perf_counter()
+
+        async def worker():
+            nonlocal sent, errors
+            while sent < requests and time.perf_counter() - start < seconds:
+                text = texts[sent % len(texts)]
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(f"{url}/predict", json={"texts": [text]})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += 0 if ok else 1
+
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - start
+    lat = np.array(latencies) * 1000
+    return {"concurrency": concurrency, "requests": len(latencies), "seconds": round(elapsed, 2),
+            "rps": len(latencies) / elapsed, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "errors": errors}
+
+
+def bench(quick: bool) -> Dict[str, object]:
+    import httpx
+
+    from distill.data.examples import read_examples
+    from distill.data.fetch import fetch
+
+    info: Dict[str, object] = {"machine": machine(), "quick": quick, "max_len": MAX_LEN,
+                               "server": {"workers": 1, "threads": 1, "max_batch": 32,
+                                          "max_wait_ms": 2.0}, "models": {}}
+    texts = [e.text_a for e in read_examples(Path(fetch("movies_en")) / "test.tsv")]
+    kinds = ("bow",) if quick else ("bow", "tiny")
+    requests, seconds = (600, 10.0) if quick else (3000, 30.0)
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        packages = build_packages(kinds, Path(tmp))
+        for kind, package in packages.items():
+            ref = references(package, texts, 3.0 if quick else 10.0)
+            proc, url = start_server(package, 32, 2.0)
+            rows = []
+            try:
+                asyncio.run(load(url, texts, 4, 50, 10.0))  # warm-up
+                for c in CONCURRENCY:
+                    before = httpx.get(f"{url}/metadata").json()["serving"]
+                    row = asyncio.run(load(url, texts, c, requests, seconds))
+                    after = httpx.get(f"{url}/metadata").json()["serving"]
+                    calls = after["batches"] - before["batches"]
+                    row["mean_batch"] = (after["texts"] - before["texts"]) / max(1, calls)
+                    row["vs_raw_ort"] = row["rps"] / ref["raw_ort"]
+                    row["vs_predictor"] = row["rps"] / ref["predictor"]
+                    rows.append(row)
+                    print(f"{kind} c={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.1f} ms, "
+                          f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}", flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+            info["models"][kind] = {"package_bytes": package.stat().st_size, "reference": ref,
+                                    "load": rows}
+    info["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
+    return info
+
+
+def markdown(info: Dict[str, object]) -> str:
+    lines = ["### Serving (`distill serve` under load)", "",
+             f"Measured on {machine_line(info['machine'])}; load average at the end "
+             f"{info['machine']['load_average_end'][0]}. One server worker with 1 ONNX Runtime "
+             f"thread, max batch {info['server']['max_batch']}, max wait "
+             f"{info['server']['max_wait_ms']} ms; one text per request (movies_en test "
+             f"sentences); async httpx client on the same machine.", ""]
+    rows = []
+    for kind, m in info["models"].items():
+        ref = m["reference"]
+        for r in m["load"]:
+            rows.append([kind, r["concurrency"], r["requests"], r["rps"], r["p50_ms"],
+                         r["p99_ms"], r["errors"], r["mean_batch"], ref["raw_ort"],
+                         f"{100 * r['vs_raw_ort']:.1f} %", ref["predictor"],
+                         f"{100 * r['vs_predictor']:.0f} %"])
+    lines.append(md_table(["model", "concurrency", "requests", "req/s", "p50 ms", "p99 ms",
+                           "errors", "texts per ORT call", "raw ORT texts/s (b32)",
+                           "server / raw ORT", "predictor texts/s (b32)",
+                           "server / predictor"], rows))
+    return "\n".join(lines)
+
+
+def summary(info: Dict[str, object]) -> str:
+    parts = []
+    for kind, m in info["models"].items():
+        top = m["load"][-1]
+        parts.append(f"{kind} c={top['concurrency']}: {top['rps']:.0f} req/s "
+                     f"({100 * top['vs_raw_ort']:.1f} % of raw ORT, "
+                     f"{100 * top['vs_predictor']:.0f} % of the predictor), "
+                     f"errors {top['errors']}")
+    return "serve: " + "; ".join(parts)
+
+
+def main(argv=None) -> int:
+    args = base_parser(__doc__.split("\n")[0]).parse_args(argv)
+    info = bench(args.quick)
+    path = write_results("serve", info, markdown(info), results_dir(args))
+    print(f"wrote {path}")
+    print(summary(info))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
