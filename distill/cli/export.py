@@ -23,6 +23,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--latency-runs", type=int, default=100)
     parser.add_argument("--package", metavar="NAME", help="also write OUT/NAME.tar.gz")
     parser.add_argument("--teacher", default="", help="teacher name for the package manifest")
+    parser.add_argument("--trim-vocab", default="off", metavar="off|auto|N",
+                        help="keep only the pieces of --trim-texts (+ N most probable ones); "
+                             "measured and rejected like INT8 (distill.export.trim)")
+    parser.add_argument("--trim-texts", metavar="FILE",
+                        help="training (+ augmented) texts that decide the kept pieces")
 
 def main(args) -> int:
     from distill.data.examples import read_examples
@@ -31,7 +36,7 @@ def main(args) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     config = ExportConfig(formats=formats, max_len=args.max_len, calib_size=args.calib_size,
                           algo=args.algo, max_accuracy_drop=args.max_accuracy_drop,
-                          threads=args.threads,
+                          threads=args.threads, trim_vocab=args.trim_vocab,
                           measure=MeasureSettings(latency_runs=args.latency_runs))
     config.validate()
     loaded = load_model_dir(args.model_dir)
@@ -43,9 +48,17 @@ def main(args) -> int:
         print(f"distill export: calibrating on {args.eval}; pass --calib TRAIN_FILE to keep "
               f"calibration and evaluation apart")
     meta = {"teacher": args.teacher} if args.teacher else None
+    trim_texts = (read_examples(args.trim_texts, require_label=False) if args.trim_texts
+                  else None)
     result = export_model(loaded, out_dir=args.out, calib_examples=calib,
                           eval_examples=eval_examples, config=config, package=args.package,
-                          meta=meta)
+                          meta=meta, trim_texts=trim_texts)
+    trim = result.reference.get("trim")
+    if trim and trim["setting"] != "off":
+        state = "accepted" if trim["accepted"] else f"REJECTED: {trim['reason']}"
+        print(f"trim_vocab {trim['setting']}: {trim['vocab_before']} -> {trim['vocab_after']} "
+              f"pieces, {trim['parameters_before']:,} -> {trim['parameters_after']:,} "
+              f"parameters; {state}")
     print(describe(result.reports))
     if result.package:
         print(f"package: {result.package}")

@@ -96,14 +96,17 @@ class RunPlan:
         exports: List[str] = []
         if r.export.enabled:
             export_settings = _without(_asdict(r.export), "package", "teacher", "teacher_formats")
+            # trim_vocab keeps the pieces of the training + augmented text
+            trim = ["augment"] if _trims(r.export.settings) else []
             if r.export.teacher:
                 stages.append(Stage("export/teacher", "export", self.export_teacher,
                                     dict(export_settings, formats=list(r.export.teacher_formats)),
-                                    deps=["fetch", "teacher"], title="export and measure teacher"))
+                                    deps=["fetch", "teacher"] + trim,
+                                    title="export and measure teacher"))
                 exports.append("export/teacher")
             for s in r.students:
                 stages.append(Stage(f"export/{s.name}", "export", self._export_fn(s), export_settings,
-                                    deps=["fetch", f"distill/{s.name}/seed{self.seeds[0]}"],
+                                    deps=["fetch", f"distill/{s.name}/seed{self.seeds[0]}"] + trim,
                                     title=f"export and measure {s.name}"))
                 exports.append(f"export/{s.name}")
             if r.export.package:
@@ -340,8 +343,9 @@ class RunPlan:
 
             settings["measure"] = MeasureSettings(**settings["measure"])
         config = ex.ExportConfig(**settings)
+        trim_texts = list(task.train) + list(self.augmented(ctx)) if _trims(settings) else None
         result = ex.export_model(str(model_dir), out_dir=ctx.dir, calib_examples=task.train,
-                                 eval_examples=task.test, config=config)
+                                 eval_examples=task.test, config=config, trim_texts=trim_texts)
         return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
 
     def export_teacher(self, ctx: StageContext) -> dict:
@@ -493,6 +497,11 @@ def _evaluate_model(model, encoder, examples, labels, max_len: int) -> Optional[
 
 def _asdict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+def _trims(export_settings) -> bool:
+    """True when the recipe's ``export.trim_vocab`` is on (auto or a number)."""
+    return export_settings.get("trim_vocab", "off") not in (None, False, "off")
 
 
 def _without(d: dict, *keys) -> dict:

@@ -34,6 +34,7 @@ supervisor), each with its own model copy and ``threads`` ONNX Runtime threads.
 """
 import asyncio
 import collections
+import contextlib
 import concurrent.futures
 import dataclasses
 import json
@@ -291,6 +292,7 @@ def create_app(predictor: Predictor, config: Optional[ServeConfig] = None) -> St
                         "batch_sizes": {str(k): v for k, v in sorted(batcher.batch_sizes.items())}},
         })
 
+    @contextlib.asynccontextmanager
     async def lifespan(app):
         batcher = MicroBatcher(predictor, config)
         batcher.start()
