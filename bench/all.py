@@ -19,10 +19,11 @@ from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BENCHES = ("labeling", "speed", "pipeline", "quality")
+BENCHES = ("labeling", "speed", "pipeline", "quality", "serve", "trim")
 DOC = ROOT / "docs" / "benchmarks.md"
 HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
-       "pipeline": "python -m bench.pipeline", "quality": "python -m bench.quality"}
+       "pipeline": "python -m bench.pipeline", "quality": "python -m bench.quality",
+       "serve": "python -m bench.serve", "trim": "python -m bench.trim"}
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:
