@@ -8,7 +8,8 @@
 Input files: ``.txt`` has one text per line (blank lines skipped); ``.jsonl`` has one JSON object
 per line with ``text`` or ``text_a`` (and ``text_b`` for pair models); ``.tsv``/``.csv`` are read
 like training files (``text_a``/``text_b`` columns). ``--json`` prints one JSON object per line:
-``{"text", ["text_b",] "label", "score", "probabilities"}``.
+``{"text", ["text_b",] "label", "score", "probabilities"}``; a token-classification (NER)
+package prints ``{"text", "entities": [{"start", "end", "type", "text", "score"}]}``.
 """
 import json
 import sys
@@ -106,6 +107,14 @@ def main(args) -> int:
     predictor = load_package(args.package, threads=args.threads)
     results = predictor.predict(texts, texts_b, batch_size=args.batch_size)
     for i, (text, result) in enumerate(zip(texts, results)):
+        if "entities" in result:  # a token-classification (NER) package
+            if args.json:
+                print(json.dumps(result, ensure_ascii=False))
+            else:
+                spans = " ".join(f"{e['type']}:{e['text']}[{e['start']}:{e['end']}]"
+                                 for e in result["entities"])
+                print(f"{spans or '-'}\t{text}")
+            continue
         if args.json:
             row = {"text": text, **({"text_b": texts_b[i]} if texts_b else {}), **result}
             print(json.dumps(row, ensure_ascii=False))

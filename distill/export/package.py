@@ -60,6 +60,8 @@ class PackageMeta:
     text_pairs: bool = False  # True: the model was trained on (text_a, text_b) pairs
     input_names: Sequence[str] = INPUT_NAMES
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # config.json fields set by the task (token packages: task, token, output)
+    config: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: Optional[Dict[str, Any]]) -> "PackageMeta":
@@ -192,6 +194,7 @@ def standard_config(model_path: Path, encoder_dir: Path, labels: Sequence[str],
         "format": fmt,
         "encoder": encoder,
         "teacher": meta.teacher, "student": meta.student,
+        **meta.config,
     }
 
 

@@ -40,7 +40,7 @@ from distill.text.encoders import INPUT_NAMES
 
 MANIFEST, CONFIG, OLD_CONFIG = "manifest.json", "config.json", "preprocess.json"
 ENCODER_DIR, TOKENIZER_JSON = "encoder", "tokenizer.json"
-TASKS = ("text-classification",)
+TASKS = ("text-classification", "token-classification")
 _PART = re.compile(r"^\w[\w.-]*$")  # one path component: no '..', no leading '.', no '/' '\\' ':'
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -66,6 +66,7 @@ class PackageConfig:
     model_file: str
     task: str = "text-classification"
     format: str = "onnx"
+    token: Dict[str, str] = dataclasses.field(default_factory=dict)  # token task: scheme, unit
 
 
 def safe_relpath(rel: Any, field: str, shown) -> str:
@@ -162,8 +163,16 @@ def check_config(raw: Any, listed: Dict[str, Any], shown, file: str = CONFIG) ->
     fmt = raw.get("format", "onnx")
     if not isinstance(fmt, str):
         raise PackageError(f"{where}: field 'format' must be a string, got {_kind(fmt)}")
+    token = {}
+    if task == "token-classification":  # NER packages: how to split text and read tags
+        token = raw.get("token")
+        if not isinstance(token, dict) or token.get("scheme") not in ("bio", "bioes", "bmes") \
+                or token.get("unit") not in ("char", "word"):
+            raise PackageError(f"{where}: field 'token' must be {{\"scheme\": bio|bioes|bmes, "
+                               f"\"unit\": char|word}}, got {token!r}")
     return PackageConfig(labels=labels, max_len=int(max_len), text_pairs=text_pairs,
-                         input_names=list(names), model_file=model_file, task=task, format=fmt)
+                         input_names=list(names), model_file=model_file, task=task, format=fmt,
+                         token=dict(token))
 
 
 def check_encoder_files(encoder_meta: Any, listed: Dict[str, Any], shown) -> None:

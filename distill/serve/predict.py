@@ -179,7 +179,13 @@ def _load_dir(root: Path, threads: Optional[int], limits: PackageLimits, shown=N
         raise PackageError(f"{shown}: {config.model_file} is not a model ONNX Runtime can load "
                            f"({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})"
                            ) from None
-    predictor = Predictor(session, encoder, config.labels, config.max_len, config.text_pairs,
-                          manifest, config=config, shown=shown)
+    if config.task == "token-classification":  # NER: entity spans (distill.serve.tokens)
+        from distill.serve.tokens import TokenPredictor
+
+        predictor = TokenPredictor(session, encoder, config.labels, config.max_len, False,
+                                   manifest, config=config, shown=shown, **config.token)
+    else:
+        predictor = Predictor(session, encoder, config.labels, config.max_len,
+                              config.text_pairs, manifest, config=config, shown=shown)
     predictor.check_model()
     return predictor

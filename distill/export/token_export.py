@@ -1,0 +1,234 @@
+"""Export a token tagger (NER student or teacher): the four formats of ``distill.export.exporter``,
+each measured in its own runtime and guarded on entity F1.
+
+    result = export_token_model("runs/x/distill/lstm/seed0/student", "runs/x/export/lstm",
+                                eval_examples=task.test, calib_examples=task.train,
+                                tags=task.tags, scheme=task.scheme, max_f1_drop=0.5,
+                                config=ExportConfig(formats=("onnx", "onnx-int8")))
+    path = package_token_model(result, "runs/x/ner.tar.gz", tags, scheme, unit)
+
+Same steps as sentence models (Paddle inference, PaddleSlim INT8, paddle2onnx, ONNX Runtime
+dynamic INT8 with its retries: per-channel scales, then each quantized op type left in FP32),
+but measured per token: the runner's (B, T, C) logits are read at each token's first sub-token;
+``parity`` compares those rows with the FP32 dygraph model (max abs difference, per-token argmax
+agreement) and ``test`` holds seqeval entity precision/recall/F1 (strict, repaired predictions).
+The guard rejects an artifact whose entity F1 is more than ``max_f1_drop`` points (default 0.5)
+below the FP32 model's, whose tags differ from FP32 on more than ``max_disagreement`` of the
+tokens, an FP32 artifact whose logits differ beyond ``fp32_tolerance``, or an INT8 artifact
+that quantized nothing. INT8 collapses on token classification are the known failure (PaddleNLP
+#4601; static INT8 DistilBERT on CoNLL-03 F1 0.94 -> 0.10): that is what this guard catches.
+"""
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from distill.core.errors import UserError
+from distill.core.io import write_json
+from distill.export.exporter import (FORMAT_STEPS, FORMATS, ExportConfig, ExportResult,
+                                     _Context, _save_encoder, load_model_dir)
+from distill.export.measure import ArtifactReport, _singles, artifact_size, latency_b1, throughput
+
+DEFAULT_MAX_F1_DROP = 0.5  # points of entity F1
+
+
+@dataclasses.dataclass
+class _TokenContext(_Context):
+    """The exporter's context, measuring per token and judging on entity F1."""
+
+    token_index: List[np.ndarray] = dataclasses.field(default_factory=list)  # per batch (B, W)
+    token_mask: List[np.ndarray] = dataclasses.field(default_factory=list)  # per batch (B, W)
+    gold: Optional[List[List[str]]] = None
+    tags: Sequence[str] = ()
+    scheme: str = "bio"
+    max_f1_drop: float = DEFAULT_MAX_F1_DROP
+    reference_rows: Optional[np.ndarray] = None  # (sum W, C) FP32 token logits
+
+    def rows(self, runner) -> np.ndarray:
+        """(sum W, C) logits of every real token of the eval set, in order."""
+        out = []
+        for feed, index, mask in zip(self.eval_batches, self.token_index, self.token_mask):
+            logits = np.asarray(runner(feed), dtype=np.float32)  # (B, T, C)
+            rows = np.take_along_axis(logits, index[:, :, None], axis=1)  # (B, W, C)
+            out.append(rows[mask > 0])
+        return np.concatenate(out)
+
+    def entity_scores(self, rows: np.ndarray) -> Optional[Dict[str, Any]]:
+        if self.gold is None:
+            return None
+        from distill.train.metrics import entity_metrics
+        from distill.train.token_eval import tags_from_logits
+
+        pred, start = [], 0
+        for gold in self.gold:
+            n = len(gold)
+            pred.append(tags_from_logits(rows[start:start + n], self.tags, self.scheme))
+            start += n
+        return entity_metrics(self.gold, pred, self.scheme)
+
+    def measure(self, fmt: str, path, runner, details: Dict[str, Any],
+                timed: Optional[bool] = None) -> ArtifactReport:
+        cfg = self.config
+        details = {"reference_max_abs_logit": float(np.abs(self.reference_rows).max()),
+                   "threads": cfg.thread_count(), "task": "token", **details}
+        rows = self.rows(runner)
+        agreement = float(np.mean(rows.argmax(-1) == self.reference_rows.argmax(-1)))
+        report = ArtifactReport(
+            format=fmt, path=str(path), size_bytes=artifact_size(path),
+            parity={"max_abs_diff": float(np.abs(rows - self.reference_rows).max()),
+                    "argmax_agreement": agreement},
+            test=self.entity_scores(rows), latency_ms_b1={"p50": 0.0, "p95": 0.0},
+            throughput_b32=0.0, details=details)
+        if (cfg.timed if timed is None else timed):
+            singles = _singles(self.eval_batches, cfg.measure.latency_sentences)
+            report.latency_ms_b1 = latency_b1(runner, singles, cfg.measure)
+            report.throughput_b32 = throughput(runner, self.eval_batches, cfg.measure)
+        return judge_tokens(report, self.reference_test, self.max_f1_drop, cfg.fp32_tolerance,
+                            cfg.max_disagreement)
+
+
+def judge_tokens(report: ArtifactReport, reference_test: Optional[Dict[str, Any]],
+                 max_f1_drop: float = DEFAULT_MAX_F1_DROP, fp32_tolerance: float = 1e-3,
+                 max_disagreement: Optional[float] = 0.05) -> ArtifactReport:
+    """The token guard (see the module docstring); ``max_f1_drop`` in points of entity F1."""
+    reasons = []
+    if report.test is not None and reference_test is not None:
+        drop = 100.0 * (reference_test["f1"] - report.test["f1"])
+        report.details["f1_drop_points"] = drop
+        if drop > max_f1_drop + 1e-9:
+            reasons.append(f"entity F1 {100 * report.test['f1']:.2f} vs FP32 "
+                           f"{100 * reference_test['f1']:.2f}: drop {drop:.2f} points > "
+                           f"max_f1_drop {max_f1_drop:.2f}")
+    disagreement = 1.0 - report.parity["argmax_agreement"]
+    if max_disagreement is not None and disagreement > max_disagreement + 1e-12:
+        reasons.append(f"tags differ from FP32 on {100 * disagreement:.2f}% of the eval tokens "
+                       f"> {100 * max_disagreement:.2f}%")
+    if not report.details.get("int8", False):
+        scale = max(1.0, float(report.details.get("reference_max_abs_logit", 1.0)))
+        if report.parity["max_abs_diff"] > fp32_tolerance * scale:
+            reasons.append(f"FP32 logits differ by {report.parity['max_abs_diff']:.3g} > "
+                           f"{fp32_tolerance * scale:.3g}")
+    elif report.details.get("quantized_weight_fraction", 1.0) <= 0.0:
+        reasons.append("nothing was quantized (no INT8 weights in the file)")
+    report.accepted = not reasons
+    report.reason = "; ".join(reasons)
+    return report
+
+
+def _batches(encoder, examples, max_len: int, batch_size: int, tags=None):
+    from distill.data.token_batching import TokenBatchPlan, encode_token_examples
+
+    data = encode_token_examples(encoder, examples, max_len, tags=tags)
+    plan = TokenBatchPlan(data, batch_size, shuffle=False, bucket=False)  # input order
+    return list(plan.epoch(0))
+
+
+def export_token_model(model_dir, out_dir, *, eval_examples, calib_examples=None,
+                       tags: Sequence[str], scheme: str,
+                       max_f1_drop: float = DEFAULT_MAX_F1_DROP,
+                       config: Optional[ExportConfig] = None) -> ExportResult:
+    """Export and measure a saved tagger (student dir, or a token teacher dir with
+    ``load_model_dir``'s loader replaced by ``teachers.token_model.load_token_teacher``)."""
+    from tqdm import tqdm
+
+    from distill.train.device import seed_everything
+
+    config = config or ExportConfig()
+    config.validate()
+    if max_f1_drop < 0:
+        raise UserError(f"max_f1_drop={max_f1_drop}: give points of entity F1 (>= 0), e.g. 0.5")
+    loaded = _load_tagger(model_dir)
+    max_len = config.max_len or loaded.max_len
+    seed_everything(config.seed)
+    eval_examples = list(eval_examples)
+    if not eval_examples:
+        raise UserError("export_token_model: give eval_examples (tagged sentences)")
+    pool = list(calib_examples or eval_examples)
+    order = np.sort(np.random.default_rng(config.seed).permutation(len(pool))[: config.calib_size])
+    calib = [pool[i] for i in order]
+    labelled = all(ex.tags is not None for ex in eval_examples)
+    eval_full = _batches(loaded.encoder, eval_examples, max_len, config.eval_batch_size,
+                         tags=list(tags) if labelled else None)
+    calib_full = _batches(loaded.encoder, calib, max_len, config.calib_batch_size)
+    inputs = [b["inputs"] for b in eval_full]
+    ctx = _TokenContext(loaded, config, Path(out_dir), inputs, [b["inputs"] for b in calib_full],
+                        reference_logits=np.zeros((0, 0)), label_ids=None, reference_test=None,
+                        token_index=[b["token_index"] for b in eval_full],
+                        token_mask=[b["token_mask"] for b in eval_full],
+                        gold=[list(ex.tags) for ex in eval_examples] if labelled else None,
+                        tags=list(tags), scheme=scheme, max_f1_drop=max_f1_drop)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in FORMATS:
+        shutil.rmtree(out_dir / stale, ignore_errors=True)
+    ctx.reference_rows = ctx.rows(_dygraph_runner(loaded.model))
+    ctx.reference_logits = ctx.reference_rows
+    ctx.reference_test = ctx.entity_scores(ctx.reference_rows)
+    reports = [FORMAT_STEPS.get(fmt)(ctx)
+               for fmt in tqdm([f for f in FORMATS if f in config.formats], desc="export",
+                               unit="format")]
+    _save_encoder(loaded.encoder, out_dir / "encoder")
+    reference = {"test": ctx.reference_test, "eval_examples": len(eval_examples),
+                 "calibration_examples": len(calib), "max_len": max_len,
+                 "max_abs_logit": float(np.abs(ctx.reference_rows).max()),
+                 "model": loaded.name, "kind": loaded.kind, "text_pairs": False,
+                 "task": "token", "max_f1_drop": max_f1_drop}
+    result = ExportResult(out_dir, reports, reference)
+    write_json(out_dir / "export_report.json",
+               {**result.to_dict(), "config": dataclasses.asdict(config)})
+    return result
+
+
+def _dygraph_runner(model):
+    """The FP32 reference as a runner: feed dict -> (B, T, C) logits, eval mode, no grad."""
+    import paddle
+
+    def run(feed):
+        was_training = model.training
+        model.eval()
+        try:
+            with paddle.no_grad():
+                tensors = {k: paddle.to_tensor(np.asarray(v, np.int64)) for k, v in feed.items()}
+                return model(tensors["input_ids"], token_type_ids=tensors.get("token_type_ids"),
+                             attention_mask=tensors.get("attention_mask"))["logits"].numpy()
+        finally:
+            if was_training:
+                model.train()
+
+    return run
+
+
+def _load_tagger(model_dir):
+    from distill.core.io import read_json
+    from distill.export.exporter import LoadedModel
+
+    directory = Path(model_dir)
+    teacher_json = directory / "teacher.json"
+    if teacher_json.is_file() and read_json(teacher_json).get("task") == "token":
+        from teachers.token_model import load_token_teacher
+
+        teacher = load_token_teacher(directory)
+        return LoadedModel(teacher.model, teacher.tokenizer, list(teacher.labels),
+                           int(teacher.max_len), kind="teacher", name=teacher.name,
+                           text_pairs=False)
+    return load_model_dir(directory)
+
+
+def package_token_model(reports, encoder_dir, out_path, tags: Sequence[str], scheme: str,
+                        unit: str, max_len: int, teacher: str = "", student: str = "",
+                        extra: Optional[Dict[str, Any]] = None):
+    """``NAME.tar.gz`` with the best accepted ONNX tagger; ``config.json`` says
+    ``task: token-classification`` and how to split text (``token.unit``) and read tags
+    (``token.scheme``); ``distill.serve.predict.load_package`` returns entity spans."""
+    from distill.export.package import PackageMeta, build_package
+
+    meta = PackageMeta(teacher=teacher, student=student, max_len=int(max_len), text_pairs=False,
+                       extra=dict(extra or {}),
+                       config={"task": "token-classification",
+                               "token": {"scheme": scheme, "unit": unit},
+                               "output": "logits (batch, sub-tokens, num_labels); read each "
+                                         "token's first sub-token, softmax, argmax, decode "
+                                         "the scheme's spans"})
+    return build_package(reports, encoder_dir, list(tags), out_path, meta)
