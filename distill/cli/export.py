@@ -12,7 +12,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)}")
-    parser.add_argument("--eval", help="labelled eval file (.tsv/.jsonl/.csv) for accuracy")
+    parser.add_argument("--eval", help="labelled dev file (.tsv/.jsonl/.csv): the accuracy guard "
+                                       "judges every artifact on it")
+    parser.add_argument("--test", help="labelled test file: accuracy reported only, never used "
+                                       "for a choice")
     parser.add_argument("--calib", help="calibration texts (default: the eval file)")
     parser.add_argument("--calib-size", type=int, default=200)
     parser.add_argument("--max-len", type=int, default=None)
@@ -41,6 +44,7 @@ def main(args) -> int:
     config.validate()
     loaded = load_model_dir(args.model_dir)
     eval_examples = read_examples(args.eval, labels=loaded.labels) if args.eval else None
+    test_examples = read_examples(args.test, labels=loaded.labels) if args.test else None
     calib = read_examples(args.calib, require_label=False) if args.calib else None
     if not eval_examples and not calib:
         raise UserError("give --eval FILE (labelled, for accuracy) and/or --calib FILE")
@@ -51,8 +55,8 @@ def main(args) -> int:
     trim_texts = (read_examples(args.trim_texts, require_label=False) if args.trim_texts
                   else None)
     result = export_model(loaded, out_dir=args.out, calib_examples=calib,
-                          eval_examples=eval_examples, config=config, package=args.package,
-                          meta=meta, trim_texts=trim_texts)
+                          eval_examples=eval_examples, test_examples=test_examples,
+                          config=config, package=args.package, meta=meta, trim_texts=trim_texts)
     trim = result.reference.get("trim")
     if trim and trim["setting"] != "off":
         state = "accepted" if trim["accepted"] else f"REJECTED: {trim['reason']}"

@@ -1,7 +1,7 @@
 """Export a trained student or teacher to Paddle/ONNX, FP32 and INT8; measure and guard each artifact.
 
-    distill export runs/movies/bow --out runs/movies/export --eval test.tsv --calib train.tsv \\
-        --formats paddle,paddle-int8,onnx,onnx-int8 --calib-size 200 --algo hist \\
+    distill export runs/movies/bow --out runs/movies/export --eval dev.tsv --test test.tsv \\
+        --calib train.tsv --formats paddle,paddle-int8,onnx,onnx-int8 --calib-size 200 --algo hist \\
         --max-accuracy-drop 0.005 --threads 2 --package movies-bow
 
 Writes ``OUT/paddle/`` (inference model), ``OUT/paddle-int8/`` (PaddleSlim PTQ, run with oneDNN
@@ -11,9 +11,11 @@ and, with ``--package NAME``, ``OUT/NAME.tar.gz`` (see ``distill.export.package`
 
 Every artifact runs in its own runtime with a fixed thread count and is compared with the FP32
 dygraph model: max abs logit difference, argmax agreement, eval accuracy / macro-F1, size in
-bytes (all files), batch-1 latency p50/p95 and batch-32 throughput. An artifact whose accuracy
-falls more than ``--max-accuracy-drop`` (a fraction: 0.005 = 0.5 points) below FP32 is kept but
-marked rejected with the measured reason, and never packaged. When ONNX INT8 is rejected, it is
+bytes (all files), batch-1 latency p50/p95 and batch-32 throughput. The eval set is the *dev*
+split: every choice (the guard, the INT8 retries, the package) is made on it; the *test* split
+(``--test``, ``test_examples``) is only measured and reported (``ArtifactReport.test``). An
+artifact whose dev accuracy falls more than ``--max-accuracy-drop`` (a fraction: 0.005 = 0.5
+points) below FP32 is kept but marked rejected with the measured reason, and never packaged. When ONNX INT8 is rejected, it is
 re-quantized without each quantized op type in turn; the first variant that passes is kept and
 the excluded op type is named in its report.
 
@@ -21,7 +23,8 @@ In Python::
 
     from distill.export.exporter import export_model, ExportConfig
     result = export_model("runs/movies/bow", out_dir="runs/movies/export",
-                          eval_examples=read_examples("test.tsv"),
+                          eval_examples=read_examples("dev.tsv"),     # the guard judges these
+                          test_examples=read_examples("test.tsv"),    # only reported
                           calib_examples=read_examples("train.tsv"),
                           config=ExportConfig(formats=("onnx", "onnx-int8"), threads=2),
                           package="movies-bow")
@@ -43,7 +46,8 @@ from distill.core.errors import UserError
 from distill.core.io import write_json
 from distill.core.registry import Registry
 from distill.core.runtime import usable_cores
-from distill.export.measure import ArtifactReport, MeasureSettings, judge, measure_artifact
+from distill.export.measure import (ArtifactReport, MeasureSettings, judge, measure_artifact,
+                                    split_metrics)
 
 FORMATS = ("paddle", "paddle-int8", "onnx", "onnx-int8")
 logger = logging.getLogger(__name__)
@@ -115,7 +119,7 @@ class LoadedModel:
 class ExportResult:
     out_dir: Path
     reports: List[ArtifactReport]
-    reference: Dict[str, Any]  # FP32 dygraph: test metrics, max abs logit, eval size
+    reference: Dict[str, Any]  # FP32 dygraph: dev (guard) and test metrics, max abs logit, sizes
     package: Optional[Path] = None
 
     def to_dict(self) -> Dict[str, Any]:
@@ -163,7 +167,9 @@ class _Context:
     calib_batches: List[Dict[str, np.ndarray]]
     reference_logits: np.ndarray
     label_ids: Optional[np.ndarray]
-    reference_test: Optional[Dict[str, float]]
+    reference_dev: Optional[Dict[str, float]]
+    test_batches: List[Dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    test_label_ids: Optional[np.ndarray] = None
 
     @property
     def paddle_dir(self) -> Path:
@@ -198,8 +204,10 @@ class _Context:
         report = measure_artifact(fmt, path, runner, self.eval_batches, self.reference_logits,
                                   self.label_ids, self.config.measure, details,
                                   timed=self.config.timed if timed is None else timed)
-        return judge(report, self.reference_test, self.config.max_accuracy_drop,
-                     self.config.fp32_tolerance, self.config.max_disagreement)
+        report = judge(report, self.reference_dev, self.config.max_accuracy_drop,
+                       self.config.fp32_tolerance, self.config.max_disagreement)
+        report.test = split_metrics(runner, self.test_batches, self.test_label_ids)  # reported only
+        return report
 
 
 def _step_paddle(ctx: _Context) -> ArtifactReport:
@@ -328,6 +336,7 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
                  out_dir: Union[str, os.PathLike] = "export", *,
                  calib_examples: Optional[Sequence[Any]] = None,
                  eval_examples: Optional[Sequence[Any]] = None,
+                 test_examples: Optional[Sequence[Any]] = None,
                  labels: Optional[Sequence[str]] = None,
                  config: Optional[ExportConfig] = None,
                  package: Optional[str] = None,
@@ -336,8 +345,10 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     """Export ``model``: a Paddle layer (with ``encoder``), a saved student/teacher directory,
     or a ``LoadedModel``.
 
-    ``eval_examples``: ``distill.data.examples.Example`` rows or plain strings; with labels they give
-    accuracy, else the guard uses argmax agreement with FP32. ``calib_examples``: texts for
+    ``eval_examples``: the dev split the guard judges (``distill.data.examples.Example`` rows or
+    plain strings); with labels they give accuracy, else the guard uses argmax agreement with
+    FP32. ``test_examples``: labelled held-out rows, measured for the report only (never used for
+    a choice). ``calib_examples``: texts for
     PTQ calibration (default: the eval texts). ``labels``: class names (a directory has its
     own). ``package``: also write ``OUT/NAME.tar.gz`` from the best accepted ONNX artifact.
     ``trim_texts``: the training (+ augmented) rows or texts that decide which pieces
@@ -373,6 +384,9 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     calib = [calib_pool[i] for i in order]
     has_labels = all(e.label is not None for e in eval_examples) and bool(loaded.labels)
     label_array = to_label_ids(eval_examples, loaded.labels) if has_labels else None
+    test_examples = [e for e in _as_examples(test_examples) if e.label is not None]
+    test_labels = to_label_ids(test_examples, loaded.labels) if test_examples and loaded.labels \
+        else None
 
     trim_report = None
     if config.trim_vocab not in (None, False, "off"):
@@ -386,14 +400,19 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     calib_batches = encode_batches(loaded.encoder, calib, max_len, config.calib_batch_size)
     from distill.backends.paddle_inference import dygraph_logits
 
+    test_batches = encode_batches(loaded.encoder, test_examples, max_len, config.eval_batch_size) \
+        if test_labels is not None else []
     reference_logits = dygraph_logits(loaded.model, eval_batches)
-    reference_test = None
-    if label_array is not None:
-        from distill.train.metrics import classification_metrics
+    from distill.train.metrics import classification_metrics
 
-        reference_test = classification_metrics(label_array, reference_logits.argmax(-1))
+    reference_dev = reference_test = None
+    if label_array is not None:
+        reference_dev = classification_metrics(label_array, reference_logits.argmax(-1))
+    if test_batches:
+        reference_test = classification_metrics(
+            test_labels, dygraph_logits(loaded.model, test_batches).argmax(-1))
     ctx = _Context(loaded, config, out_dir, eval_batches, calib_batches, reference_logits,
-                   label_array, reference_test)
+                   label_array, reference_dev, test_batches, test_labels)
     reports = []
     for fmt in tqdm([f for f in FORMATS if f in config.formats], desc="export", unit="format"):
         reports.append(FORMAT_STEPS.get(fmt)(ctx))
@@ -402,7 +421,8 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     text_pairs = loaded.text_pairs
     if text_pairs is None:
         text_pairs = any(e.text_b for e in eval_examples + calib)
-    reference = {"test": reference_test, "eval_examples": len(eval_examples),
+    reference = {"dev": reference_dev, "test": reference_test, "selected_on": "dev",
+                 "eval_examples": len(eval_examples), "test_examples": len(test_examples),
                  "calibration_examples": len(calib), "max_len": max_len,
                  "max_abs_logit": float(np.abs(reference_logits).max()),
                  "model": loaded.name, "kind": loaded.kind, "text_pairs": bool(text_pairs),

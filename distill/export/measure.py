@@ -4,10 +4,15 @@ No Paddle here: a *runner* is any callable ``feed dict -> logits (B, C)`` (``Pad
 ``distill.backends.paddle_inference``, ``OnnxRunner`` in ``distill.backends.onnx_runtime``), so one code path measures
 every format.
 
-    report = measure_artifact("onnx-int8", path, runner, batches, reference_logits, label_ids,
+    report = measure_artifact("onnx-int8", path, runner, dev_batches, reference_logits, label_ids,
                               settings=MeasureSettings(latency_runs=200))
-    judge(report, reference_metrics, max_accuracy_drop=0.005, int8=True)
-    report.to_dict()  # {format, path, size_bytes, parity, test, latency_ms_b1, throughput_b32, ...}
+    judge(report, reference_dev_metrics, max_accuracy_drop=0.005)
+    report.test = split_metrics(runner, test_batches, test_label_ids)   # reported, never judged
+    report.to_dict()  # {format, path, size_bytes, parity, dev, test, latency_ms_b1, ...}
+
+Selection is made on dev only: the batches given to ``measure_artifact`` are the dev (eval)
+split, the guard (``judge``) compares dev accuracy, and ``ArtifactReport.test`` holds held-out
+test metrics that no choice reads.
 """
 import dataclasses
 import os
@@ -35,18 +40,23 @@ class MeasureSettings:
 
 @dataclasses.dataclass
 class ArtifactReport:
-    """One exported artifact and what it measured. Fractions everywhere (0.905 = 90.5 %)."""
+    """One exported artifact and what it measured. Fractions everywhere (0.905 = 90.5 %).
+
+    ``dev``: metrics on the eval split the guard judges (dev); ``test``: metrics on the held-out
+    test split, only reported (None when no test rows were given).
+    """
 
     format: str
     path: str
     size_bytes: int
-    parity: Dict[str, float]  # max_abs_diff, argmax_agreement against the FP32 dygraph model
-    test: Optional[Dict[str, float]]  # accuracy, macro_f1 on the eval set (None without labels)
+    parity: Dict[str, float]  # max_abs_diff, argmax_agreement against the FP32 dygraph model (dev)
+    test: Optional[Dict[str, float]]  # accuracy, macro_f1 on the test split: reported only
     latency_ms_b1: Dict[str, float]  # p50, p95
     throughput_b32: float  # sentences per second at batch 32
     accepted: bool = True
     reason: str = ""
     details: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    dev: Optional[Dict[str, float]] = None  # accuracy, macro_f1 on the guard's eval split (dev)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,26 +112,36 @@ def throughput(runner: Runner, batches: Sequence[Feed], settings: MeasureSetting
     return float(rows / elapsed) if elapsed > 0 else 0.0
 
 
+def split_metrics(runner: Runner, batches: Sequence[Feed],
+                  label_ids: Optional[np.ndarray]) -> Optional[Dict[str, float]]:
+    """Accuracy and macro-F1 of ``runner`` over labelled ``batches`` (None without labels/rows)."""
+    if label_ids is None or not batches:
+        return None
+    return classification_metrics(label_ids, run_all(runner, batches).argmax(-1))
+
+
 def measure_artifact(fmt: str, path, runner: Runner, batches: Sequence[Feed],
                      reference_logits: np.ndarray, label_ids: Optional[np.ndarray],
                      settings: MeasureSettings, details: Optional[Dict[str, Any]] = None,
                      timed: bool = True) -> ArtifactReport:
-    """Run ``runner`` over the eval ``batches`` (batch 32) and build the artifact's report.
+    """Run ``runner`` over the eval (dev) ``batches`` (batch 32) and build the artifact's report;
+    its ``dev`` metrics come from them, ``test`` is left None (the exporter fills it in).
 
     ``timed=False`` skips latency/throughput (they are reported as 0); tests use it.
     """
     logits = run_all(runner, batches)
-    test = None
+    dev = None
     if label_ids is not None:
-        test = classification_metrics(label_ids, logits.argmax(-1))
+        dev = classification_metrics(label_ids, logits.argmax(-1))
     latency, rate = {"p50": 0.0, "p95": 0.0}, 0.0
     if timed:
         singles = _singles(batches, settings.latency_sentences)
         latency = latency_b1(runner, singles, settings)
         rate = throughput(runner, batches, settings)
     return ArtifactReport(format=fmt, path=os.fspath(path), size_bytes=artifact_size(path),
-                          parity=parity(logits, reference_logits), test=test,
-                          latency_ms_b1=latency, throughput_b32=rate, details=dict(details or {}))
+                          parity=parity(logits, reference_logits), test=None,
+                          latency_ms_b1=latency, throughput_b32=rate, details=dict(details or {}),
+                          dev=dev)
 
 
 def _singles(batches: Sequence[Feed], limit: int) -> List[Feed]:
@@ -137,12 +157,14 @@ def _singles(batches: Sequence[Feed], limit: int) -> List[Feed]:
     return singles
 
 
-def judge(report: ArtifactReport, reference_test: Optional[Dict[str, float]],
+def judge(report: ArtifactReport, reference_dev: Optional[Dict[str, float]],
           max_accuracy_drop: float, fp32_tolerance: float = 1e-3,
           max_disagreement: Optional[float] = 0.05) -> ArtifactReport:
     """The accuracy guard: mark ``report`` rejected (kept on disk) with the measured reason.
 
-    With labels: rejected when eval accuracy falls more than ``max_accuracy_drop`` (a fraction,
+    Everything here reads the eval (dev) split: ``report.dev`` against the FP32 model's
+    ``reference_dev``; ``report.test`` is never looked at.
+    With labels: rejected when dev accuracy falls more than ``max_accuracy_drop`` (a fraction,
     0.005 = 0.5 points) below the FP32 dygraph model's. Without labels: when the argmax disagrees
     with FP32 on more than that fraction of the eval texts (an upper bound on the accuracy drop).
     FP32 formats must also match within ``fp32_tolerance`` (max abs logit difference, scaled by
@@ -153,12 +175,12 @@ def judge(report: ArtifactReport, reference_test: Optional[Dict[str, float]],
     0.2-2.7 % of a student's or teacher's answers, oneDNN INT8 on a CPU without VNNI 8-13 %.
     """
     reasons = []
-    if report.test is not None and reference_test is not None:
-        drop = reference_test["accuracy"] - report.test["accuracy"]
+    if report.dev is not None and reference_dev is not None:
+        drop = reference_dev["accuracy"] - report.dev["accuracy"]
         report.details["accuracy_drop"] = drop
         if drop > max_accuracy_drop + 1e-12:
-            reasons.append(f"accuracy {report.test['accuracy']:.4f} vs FP32 "
-                           f"{reference_test['accuracy']:.4f}: drop {100 * drop:.2f} points > "
+            reasons.append(f"dev accuracy {report.dev['accuracy']:.4f} vs FP32 "
+                           f"{reference_dev['accuracy']:.4f}: drop {100 * drop:.2f} points > "
                            f"max_accuracy_drop {100 * max_accuracy_drop:.2f}")
     else:
         disagreement = 1.0 - report.parity["argmax_agreement"]
@@ -166,7 +188,7 @@ def judge(report: ArtifactReport, reference_test: Optional[Dict[str, float]],
             reasons.append(f"argmax differs from FP32 on {100 * disagreement:.2f}% of the eval "
                            f"texts (no labels) > max_accuracy_drop {100 * max_accuracy_drop:.2f}")
     disagreement = 1.0 - report.parity["argmax_agreement"]
-    if (max_disagreement is not None and report.test is not None
+    if (max_disagreement is not None and report.dev is not None
             and disagreement > max(max_disagreement, max_accuracy_drop) + 1e-12):
         reasons.append(f"argmax differs from FP32 on {100 * disagreement:.2f}% of the eval "
                        f"texts > {100 * max(max_disagreement, max_accuracy_drop):.2f}%")

@@ -86,6 +86,24 @@ def choose_best(artifacts: Sequence[Union[ArtifactReport, Dict[str, Any]]],
                                  size=lambda r: r.size_bytes)
 
 
+def best_student(candidates: Dict[str, Sequence[Union[ArtifactReport, Dict[str, Any]]]]):
+    """``(name, artifact)`` of the student to package, or None when none has an accepted ONNX export.
+
+    ``candidates`` maps student name -> its artifact reports. Each student's shippable artifact
+    is its ``choose_best``; among those the highest *dev* accuracy wins (the guard's eval split),
+    ties going to the lower batch-1 latency. Test accuracy is never read: it is only reported.
+    """
+    best = None
+    for name, reports in candidates.items():
+        choice = choose_best(reports)
+        if choice is None:
+            continue
+        score = ((choice.dev or {}).get("accuracy", 0.0), -choice.latency_ms_b1["p50"])
+        if best is None or score > best[0]:
+            best = (score, name, choice)
+    return None if best is None else (best[1], best[2])
+
+
 def fastest_then_smallest(items: Sequence, latency, size):
     """The smallest of the items whose latency ties with the fastest (see the module docstring)."""
     fastest = min(latency(i) for i in items)
@@ -204,12 +222,14 @@ def _relative_files(root: Path) -> List[str]:
 
 
 def describe(reports: Sequence[Union[ArtifactReport, Dict[str, Any]]]) -> str:
-    """One line per artifact for the CLI: format, size, accuracy, speed, accepted/reason."""
+    """One line per artifact for the CLI: format, size, dev (guard) and test accuracy, speed,
+    accepted/reason."""
     lines = []
     for r in reports:
         r = r if isinstance(r, ArtifactReport) else ArtifactReport.from_dict(r)
-        acc = f"{100 * r.test['accuracy']:.2f}%" if r.test else "n/a"
+        dev = f"{100 * r.dev['accuracy']:.2f}%" if r.dev else "n/a"
+        test = f"{100 * r.test['accuracy']:.2f}%" if r.test else "n/a"
         state = "accepted" if r.accepted else f"REJECTED: {r.reason}"
-        lines.append(f"{r.format:<12}{r.size_bytes / 1e6:>9.2f} MB  acc {acc:>7}  "
+        lines.append(f"{r.format:<12}{r.size_bytes / 1e6:>9.2f} MB  dev {dev:>7}  test {test:>7}  "
                      f"p50 {r.latency_ms_b1['p50']:.2f} ms  b32 {r.throughput_b32:.0f}/s  {state}")
     return os.linesep.join(lines)

@@ -97,6 +97,10 @@ def render_markdown(report: dict) -> str:
                  f"Accuracies in percent on the test set"
                  + (f", mean ± std over seeds {report['recipe'].get('seeds')}" if len(report['recipe'].get('seeds', [0])) > 1 else "")
                  + ".")
+    if report.get("selection"):
+        lines += ["", "Selection on dev only: " + ", ".join(
+            f"{k.replace('_', ' ')} by {v}" for k, v in report["selection"].items() if k != "test")
+            + "; the test split is only reported, never used for a choice."]
     lines += ["", "| model | kind | params | accuracy | macro-F1 | gap recovered | "
                   "latency b1 (ms) | throughput b32 (/s) | speed-up b1 | speed-up b32 |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -124,12 +128,14 @@ def render_markdown(report: dict) -> str:
                   "FP32 export, in the same runtime and thread count."]
     if any(s.get("exports") for s in report["students"]) or t.get("exports"):
         lines += ["", "## Exports", "",
-                  "| model | format | size | accuracy | latency b1 (ms) | throughput b32 (/s) | accepted | reason |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | format | size | dev acc (guard) | test acc | latency b1 (ms) | "
+                  "throughput b32 (/s) | accepted | reason |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         rows = [("teacher", e) for e in t.get("exports", [])]
         rows += [(s["name"], e) for s in report["students"] for e in s.get("exports", [])]
         for name, e in rows:
             lines.append(f"| {name} | {e['format']} | {_size(e.get('size_bytes'))} | "
+                         f"{_pct((e.get('dev') or {}).get('accuracy'))} | "
                          f"{_pct((e.get('test') or {}).get('accuracy'))} | {_num(e.get('latency_ms_b1'))} | "
                          f"{_num(e.get('throughput_b32'), '{:.0f}')} | {'yes' if e.get('accepted') else 'no'} | "
                          f"{e.get('reason') or ''} |")

@@ -98,6 +98,7 @@ class RunPlan:
             export_settings = _without(_asdict(r.export), "package", "teacher", "teacher_formats")
             # trim_vocab keeps the pieces of the training + augmented text
             trim = ["augment"] if _trims(r.export.settings) else []
+            export_settings["selected_on"] = "dev"  # guard on dev, test reported (older runs: test)
             if r.export.teacher:
                 stages.append(Stage("export/teacher", "export", self.export_teacher,
                                     dict(export_settings, formats=list(r.export.teacher_formats)),
@@ -345,7 +346,8 @@ class RunPlan:
         config = ex.ExportConfig(**settings)
         trim_texts = list(task.train) + list(self.augmented(ctx)) if _trims(settings) else None
         result = ex.export_model(str(model_dir), out_dir=ctx.dir, calib_examples=task.train,
-                                 eval_examples=task.test, config=config, trim_texts=trim_texts)
+                                 eval_examples=task.dev, test_examples=task.test, config=config,
+                                 trim_texts=trim_texts)
         return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
 
     def export_teacher(self, ctx: StageContext) -> dict:
@@ -358,22 +360,17 @@ class RunPlan:
         return fn
 
     def package(self, ctx: StageContext) -> dict:
-        """Package the best student's best accepted ONNX artifact as NAME.tar.gz."""
+        """Package the best student's best accepted ONNX artifact as NAME.tar.gz (the student
+        with the highest dev accuracy: ``distill.export.package.best_student``)."""
         from distill.export import package as pk
-        best = None
-        for s in self.recipe.students:
-            reports = ctx.result(f"export/{s.name}")["artifacts"]
-            choice = pk.choose_best(reports)
-            if choice is None:
-                continue
-            score = ((choice.test or {}).get("accuracy", 0.0), -choice.latency_ms_b1["p50"])
-            if best is None or score > best[0]:
-                best = (score, s, reports, choice)
+        candidates = {s.name: ctx.result(f"export/{s.name}")["artifacts"] for s in self.recipe.students}
+        best = pk.best_student(candidates)
         if best is None:
             raise UserError("package: no student has an accepted ONNX export; see the export "
                             "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
                                                               for s in self.recipe.students))
-        _, s, reports, choice = best
+        s = next(spec for spec in self.recipe.students if spec.name == best[0])
+        reports, choice = candidates[s.name], best[1]
         export_dir = ctx.dep_dir(f"export/{s.name}")
         ref = ctx.result(f"export/{s.name}")["reference"]
         teacher = ctx.result("teacher")
@@ -385,7 +382,8 @@ class RunPlan:
                                      "task": task["name"]})
         path = pk.build_package(reports, export_dir / "encoder", task["labels"],
                                 ctx.dir / f"{name}.tar.gz", meta)
-        return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format}
+        return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
+                "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
 
     def report(self, ctx: StageContext) -> dict:
         from distill.pipeline import report as rep
@@ -399,7 +397,7 @@ class RunPlan:
 
         fetch, teacher = ctx.result("fetch"), ctx.result("teacher")
         aug = ctx.result("augment")
-        t_test = teacher["test"] or {}
+        t_test, t_dev = teacher["test"] or {}, teacher.get("dev") or {}
         t_exports = _exports(ctx.results.get("export/teacher"))
         t_ref = next((e for e in t_exports if e["format"] == "onnx"), None)
         report = {
@@ -409,12 +407,14 @@ class RunPlan:
                         "labels": fetch["labels"],
                         "sizes": dict(fetch["sizes"], augmented=aug["rows"])},
             "teacher": {"name": teacher["name"], "params": teacher["params"],
+                        "dev": {k: t_dev.get(k) for k in ("accuracy", "macro_f1")},
                         "test": {k: t_test.get(k) for k in ("accuracy", "macro_f1")},
                         "latency_ms_b1": t_ref["latency_ms_b1"] if t_ref else None,
                         "throughput_b32": t_ref["throughput_b32"] if t_ref else None,
                         "exports": t_exports},
             "students": [],
             "package": (ctx.results.get("package") or {}).get("path"),
+            "selection": SELECTION,
             "stage_seconds": {k: round(v, 3) for k, v in ctx.seconds.items()},
         }
         curves = {}
@@ -422,8 +422,8 @@ class RunPlan:
             plain = [ctx.result(f"baseline/{s.name}/seed{k}") for k in self.seeds] if s.baseline else []
             dist = [ctx.result(f"distill/{s.name}/seed{k}") for k in self.seeds]
             entry = {"name": s.name, "kind": s.kind, "params": dist[0]["parameters"],
-                     "baseline": merge_seeds([{"test": r["test"]} for r in plain]) if plain else None,
-                     "distilled": merge_seeds([{"test": r["test"]} for r in dist])}
+                     "baseline": merge_seeds([_splits(r) for r in plain]) if plain else None,
+                     "distilled": merge_seeds([_splits(r) for r in dist])}
             gaps = [gap_recovered(t_test.get("accuracy"), p["test"]["accuracy"], d["test"]["accuracy"])
                     for p, d in zip(plain, dist)]
             entry["gap_recovered"], gap_std = mean_std(gaps)
@@ -446,11 +446,25 @@ class RunPlan:
         return report, curves
 
 
+# Which split chose what (written into report.json; report.md says it in words).
+SELECTION = {
+    "teacher_best_epoch": "dev", "student_best_epoch": "dev", "early_stopping": "dev",
+    "export_guard": "dev", "package_student": "dev", "test": "reported only, never used for a choice",
+}
+
+
+def _splits(result: dict) -> dict:
+    """A training stage's dev and test metrics (dev chose its best epoch)."""
+    return {"dev": result.get("dev") or {}, "test": result.get("test") or {}}
+
+
 def _exports(result: Optional[dict]) -> List[dict]:
-    """The report's view of an export stage's artifacts (latency = batch-1 p50)."""
+    """The report's view of an export stage's artifacts (latency = batch-1 p50; the guard judged
+    ``dev``, ``test`` is reported)."""
     out = []
     for a in (result or {}).get("artifacts", []):
         out.append({"format": a["format"], "size_bytes": a["size_bytes"],
+                    "dev": {"accuracy": (a.get("dev") or {}).get("accuracy")},
                     "test": {"accuracy": (a.get("test") or {}).get("accuracy")},
                     "latency_ms_b1": (a.get("latency_ms_b1") or {}).get("p50"),
                     "latency_ms_b1_p95": (a.get("latency_ms_b1") or {}).get("p95"),

@@ -10,7 +10,7 @@ from distill.core.errors import PackageError, UserError
 from distill.export.exporter import ExportConfig, export_model
 from distill.core.io import sha256_file
 from distill.export.measure import ArtifactReport
-from distill.export.package import PackageMeta, build_package, choose_best
+from distill.export.package import PackageMeta, best_student, build_package, choose_best
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +24,13 @@ def exported(toy_sentiment, tmp_path_factory):
     return result
 
 
-def _report(fmt, p50, size, accepted=True):
+def _report(fmt, p50, size, accepted=True, dev=0.9, test=0.9):
     return ArtifactReport(format=fmt, path=f"/x/{fmt}", size_bytes=size,
                           parity={"max_abs_diff": 0.0, "argmax_agreement": 1.0},
-                          test={"accuracy": 0.9, "macro_f1": 0.9},
+                          test={"accuracy": test, "macro_f1": test},
                           latency_ms_b1={"p50": p50, "p95": p50}, throughput_b32=1.0,
-                          accepted=accepted, reason="" if accepted else "drop")
+                          accepted=accepted, reason="" if accepted else "drop",
+                          dev={"accuracy": dev, "macro_f1": dev})
 
 
 def test_archive_holds_model_encoder_settings_and_a_manifest_hashing_every_file(exported,
@@ -83,6 +84,21 @@ def test_choice_skips_rejected_and_paddle_and_breaks_latency_ties_by_size():
     assert choose_best([tiny_fp32, tiny_int8]) is tiny_int8  # 0.01 ms apart: timing noise
     assert choose_best([tiny_fp32, _report("onnx-int8", 0.2, 100)]) is tiny_fp32
     assert choose_best([paddle, fast_rejected]) is None
+
+
+def test_the_packaged_student_is_chosen_by_dev_accuracy_never_test():
+    """Student a is better on dev, b on test: a is packaged, whatever the test numbers say."""
+    a = [_report("onnx", 0.5, 100, dev=0.85, test=0.70)]
+    b = [_report("onnx", 0.5, 100, dev=0.80, test=0.99)]
+    assert best_student({"a": a, "b": b})[0] == "a"
+    assert best_student({"b": b, "a": a})[0] == "a"
+    worse_test = [_report("onnx", 0.5, 100, dev=0.85, test=0.01)]
+    assert best_student({"a": worse_test, "b": b})[0] == "a"
+    tie = [_report("onnx", 0.3, 100, dev=0.85, test=0.0)]  # equal dev: the faster one
+    assert best_student({"a": a, "c": tie})[0] == "c"
+    rejected = [_report("onnx", 0.1, 100, accepted=False, dev=0.99, test=0.99)]
+    assert best_student({"r": rejected, "b": b})[0] == "b"
+    assert best_student({"r": rejected}) is None
 
 
 def test_no_accepted_onnx_artifact_is_refused_and_nothing_is_written(exported, tmp_path):

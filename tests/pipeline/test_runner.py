@@ -142,6 +142,19 @@ def test_cli_end_to_end(cli_run):
         for e in s["exports"]:
             assert EXPORT_KEYS <= set(e) and e["size_bytes"] > 0 and e["latency_ms_b1"] > 0
     assert Path(report["package"]).is_file() and report["package"].endswith(".tar.gz")
+    # selection on dev only: the guard measured on the dev rows, test was only reported
+    sizes = report["dataset"]["sizes"]
+    assert report["selection"]["export_guard"] == report["selection"]["package_student"] == "dev"
+    for s in report["students"]:
+        ref = json.loads((out / "export" / s["name"] / "done.json").read_text())["result"]["reference"]
+        assert ref["selected_on"] == "dev" and ref["eval_examples"] == sizes["dev"]
+        assert ref["test_examples"] == sizes["test"]
+        assert all(e["dev"]["accuracy"] is not None and e["test"]["accuracy"] is not None
+                   for e in s["exports"])
+        assert {"dev", "test"} <= set(s["distilled"])
+    package = json.loads((out / "package" / "done.json").read_text())["result"]
+    assert package["selected_on"] == "dev" and package["dev"]["accuracy"] is not None
+    assert "Selection on dev only" in (out / "report.md").read_text()
     assert set(report["stage_seconds"]) >= {"fetch", "teacher", "augment", "soft_labels",
                                             "baseline/bow/seed0", "distill/cnn/seed0", "package"}
     md = (out / "report.md").read_text()
