@@ -47,7 +47,10 @@ class BOWStudent(nn.Layer):
             x = masked_mean(emb, mask)  # (B, E)
         else:
             x = emb.sum(axis=1)  # (B, E)
-        x = F.softsign(x) if self.config.activation == "softsign" else F.tanh(x)
+        if self.config.activation == "softsign":
+            x = F.softsign(x)
+        elif self.config.activation == "tanh":
+            x = F.tanh(x)  # "none" (the n-gram student's default) leaves the bag as it is
         for layer in self.hidden:
             x = self.dropout(F.tanh(layer(x)))  # (B, H_i)
         logits = self.classifier(x)  # (B, C)

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 from distill.core.registry import Registry
 from students.bow import BOWStudent
 from students.cnn import CNNStudent
+from students.ngram import NgramStudent
 from students.rnn import BiGRUStudent, BiLSTMStudent
 from students.taggers import BiLSTMTagger, CNNTagger, TinyTagger
 from students.tiny import TinyStudent
@@ -24,6 +25,7 @@ STUDENTS.add("cnn", CNNStudent)
 STUDENTS.add("lstm", BiLSTMStudent)
 STUDENTS.add("gru", BiGRUStudent)
 STUDENTS.add("tiny", TinyStudent)
+STUDENTS.add("ngram", NgramStudent)
 
 TAGGERS: Registry = Registry("token student kind")
 TAGGERS.add("lstm", BiLSTMTagger)

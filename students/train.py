@@ -116,10 +116,18 @@ def _label_ids_or_missing(examples, labels: Sequence[str]) -> np.ndarray:
     return out
 
 
-def build_encoder(kind: str, texts: Sequence[str], vocab: VocabConfig, teacher=None):
+def build_encoder(kind: str, texts: Sequence[str], vocab: VocabConfig, teacher=None,
+                  config: Optional[Dict[str, Any]] = None):
     """A WordVocab over ``texts`` for word students; the teacher's tokenizer for ``tiny``
-    (or when ``vocab.source == "teacher"``)."""
+    (or when ``vocab.source == "teacher"``); a kind whose class has ``build_encoder`` (the
+    n-gram student) builds its own from its typed ``config``."""
     from distill.text.vocab import WordVocab
+    from students.registry import STUDENTS
+
+    cls = STUDENTS.get(kind)
+    if hasattr(cls, "build_encoder"):
+        typed = cls.config_class.from_dict(config, where=f"student '{kind}' config")
+        return cls.build_encoder(typed, texts, vocab)
 
     if kind == "tiny" or vocab.source == "teacher":
         if teacher is None:
@@ -218,7 +226,7 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     seed_everything(train_config.seed)
     if encoder is None:
         texts = [t for ex in rows for t in (ex.text_a, ex.text_b) if t is not None]
-        encoder = build_encoder(kind, texts, vocab_config, teacher)
+        encoder = build_encoder(kind, texts, vocab_config, teacher, config)
     model, layer_map = _build_model(kind, config, encoder, len(task.labels), teacher)
     loss_fn = build_loss(specs, teacher=None if teacher is None else teacher.model,
                          context=_loss_context(model, teacher, layer_map),

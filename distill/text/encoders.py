@@ -1,4 +1,5 @@
-"""Load any saved text encoder (WordPiece, SentencePiece, word vocabulary) from its directory.
+"""Load any saved text encoder (WordPiece, SentencePiece, word vocabulary, hashed word n-grams)
+from its directory.
 
 No Paddle here: the edge runtime uses this.
 """
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from distill.core.errors import UserError
 from distill.core.io import read_json
+from distill.text.ngrams import NgramVocab
 from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
 from distill.text.vocab import WordVocab
 
@@ -17,6 +19,7 @@ ENCODER_TYPES = {
     "wordpiece": WordPieceTokenizer,
     "sentencepiece": SentencePieceTokenizer,
     "words": WordVocab,
+    "words-ngram": NgramVocab,
 }
 
 
