@@ -28,6 +28,7 @@ demo: install
 	$(BIN)/distill run recipes/movies_en/bow_from_minilm.yaml --out runs/demo
 
 bench: install
+	$(BIN)/python -m pip install -q --no-deps -r bench/requirements.txt
 	$(BIN)/python -m bench.all
 
 bench-quick: install

@@ -1,6 +1,6 @@
 """Run every benchmark in order and regenerate docs/benchmarks.md.
 
-    python -m bench.all                 # make bench: full sizes (hours: bench.quality trains 8 recipes x 3 seeds)
+    python -m bench.all                 # make bench: full sizes (hours: bench.quality trains 10 recipes x 3 seeds)
     python -m bench.all --quick         # make bench-quick: each bench in its --quick mode
     python -m bench.all --only labeling,speed
     python -m bench.all --docs          # only rewrite docs/benchmarks.md from bench/results/

@@ -1,6 +1,8 @@
-"""Accuracy: the eight movies_en / reviews_zh recipes over 3 seeds, plus an ablation.
+"""Accuracy: the ten movies_en / reviews_zh recipes over 3 seeds, fastText baselines, an ablation.
 
-    python -m bench.quality                      # 8 recipes x 3 seeds (many hours on a CPU)
+    python -m bench.quality                      # 10 recipes x 3 seeds (many hours on a CPU)
+    python -m bench.quality --recipes recipes/movies_en/bow_from_minilm.yaml,recipes/movies_en/ngram_from_minilm.yaml \
+        --seeds 0,1,2 --ablation ""              # what was measured on 2026-12-01 (see the table)
     python -m bench.quality --recipes recipes/movies_en/bow_from_minilm.yaml --seeds 0,1,2
     python -m bench.quality --quick              # the smoke recipe, 3 seeds, same tables
 
@@ -11,6 +13,14 @@ recipe says. The teacher is exported to the same formats as the students (INT8 i
 run folders also hold every model's FP32 -> INT8 size, speed and accuracy change. Stages are cached: an interrupted bench resumes, a finished one re-reads reports. The table
 has the fine-tuned teacher's test accuracy and, per student, plain (gold labels) vs distilled
 test accuracy as mean ± std over the seeds, and the share of the teacher-plain gap recovered.
+Every choice is made on dev (best epochs, early stopping, the export guard, the packaged
+student; fastText's hyper-parameters); test accuracy is only reported. Size and batch-1 latency
+of a student are those of its export the package would ship (seed 0).
+
+fastText baselines (``bench.fasttext_baseline``; needs ``fasttext-wheel==0.9.2`` from
+``bench/requirements.txt``, which ``make bench`` installs; ``--no-fasttext`` skips them), on each
+group's own splits with the students' word segmentation: trained on the gold rows, and on the
+training + augmented rows labelled by the teacher's argmax.
 
 The ablation (the first student of one recipe per language) separates what each part buys,
 from the same run's files (teacher, augmented rows, soft labels), same seeds and settings:
@@ -25,14 +35,16 @@ Writes bench/results/quality.md and .json; the last line is the summary.
 """
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, write_results
 
-RECIPES = [f"recipes/movies_en/{k}_from_minilm.yaml" for k in ("bow", "cnn", "lstm", "tiny")] + \
-          [f"recipes/reviews_zh/{k}_from_e5small.yaml" for k in ("bow", "cnn", "lstm", "tiny")]
+KINDS = ("bow", "ngram", "cnn", "lstm", "tiny")
+RECIPES = [f"recipes/movies_en/{k}_from_minilm.yaml" for k in KINDS] + \
+          [f"recipes/reviews_zh/{k}_from_e5small.yaml" for k in KINDS]
 ABLATION = ["recipes/movies_en/bow_from_minilm.yaml", "recipes/reviews_zh/bow_from_e5small.yaml"]
 QUICK = ["recipes/smoke.yaml"]
 VARIANTS = ("plain", "no augmentation", "augmentation without teacher", "full distillation")
@@ -88,12 +100,23 @@ def recipe_report(report: Dict, students: Sequence[str]) -> Dict:
     return dict(report, students=[s for s in report["students"] if s["name"] in students])
 
 
+def shipped_export(student: Dict) -> Optional[Dict]:
+    """The export the package would ship for a student (accepted ONNX, fastest then smallest)."""
+    from distill.export.package import PACKAGE_FORMATS, fastest_then_smallest
+
+    ok = [e for e in student.get("exports") or [] if e.get("accepted")
+          and e["format"] in PACKAGE_FORMATS and e.get("latency_ms_b1")]
+    return fastest_then_smallest(ok, latency=lambda e: e["latency_ms_b1"],
+                                 size=lambda e: e["size_bytes"]) if ok else None
+
+
 def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
     teacher = report["teacher"]["test"]["accuracy"]
     rows = []
     for s in report["students"]:
         base = (s.get("baseline") or {}).get("test", {})
         dist = s["distilled"]["test"]
+        shipped = shipped_export(s) or {}
         rows.append({"recipe": recipe, "dataset": report["dataset"]["name"],
                      "teacher": report["teacher"]["name"], "teacher_accuracy": teacher,
                      "student": s["name"], "kind": s["kind"], "params": s["params"],
@@ -101,6 +124,10 @@ def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
                      "distilled": dist.get("accuracy"), "distilled_std": dist.get("accuracy_std"),
                      "gap_recovered": s.get("gap_recovered"),
                      "gap_recovered_std": s.get("gap_recovered_std"),
+                     "dev_plain": ((s.get("baseline") or {}).get("dev") or {}).get("accuracy"),
+                     "dev_distilled": (s["distilled"].get("dev") or {}).get("accuracy"),
+                     "export": shipped.get("format"), "size_bytes": shipped.get("size_bytes"),
+                     "latency_ms_b1": shipped.get("latency_ms_b1"),
                      "seeds": report["recipe"]["seeds"]})
     return rows
 
@@ -226,17 +253,54 @@ def _params(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
+def _size(n) -> str:
+    return "—" if n is None else f"{n / 2**20:.1f} MB"
+
+
+def _ms(v) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def fasttext_rows(ft: Dict) -> List[List[str]]:
+    rows = []
+    for name, label in (("gold", "gold rows"), ("teacher_labelled", "teacher-labelled train + augmented")):
+        b = ft.get(name)
+        if not b:
+            continue
+        p = b["params"]
+        rows.append([ft["dataset"], f"fastText, {label}", f"{b['train_rows']:,}",
+                     f"wordNgrams {p['wordNgrams']}, epoch {p['epoch']}, lr {p['lr']}, dim {p['dim']}",
+                     _pm(b["dev"], b["dev_std"]), _pm(b["test"], b["test_std"]),
+                     _size(b["size_bytes"]), _ms(b["latency_ms_b1"]), f"{b['train_s']:.0f}",
+                     " → ".join(str(x[0]) for x in (b["load_average_start"], b["load_average_end"]))])
+    return rows
+
+
 def markdown(info) -> str:
     rows = [[r["dataset"], r["teacher"], _pm(r["teacher_accuracy"], None), r["student"],
              _params(r["params"]), _pm(r["plain"], r["plain_std"]),
              _pm(r["distilled"], r["distilled_std"]),
              _pm(r["gap_recovered"], r["gap_recovered_std"]) + (" %" if r["gap_recovered"]
-                                                                is not None else "")]
+                                                                is not None else ""),
+             f"{_size(r.get('size_bytes'))} {r.get('export') or ''}".strip(),
+             _ms(r.get("latency_ms_b1"))]
             for r in info["rows"]]
-    lines = [f"### Accuracy (test set, mean ± std over seeds {info['seeds']})", "",
-             machine_line(info["machine"]) + ".", "",
+    lines = [f"### Accuracy (test set, mean ± std over seeds {info['seeds']}; every choice made on dev)", "",
+             machine_line(info["machine"]) + (f"; load average {info['load_average_end'][0]} at the "
+                                              f"end" if info.get("load_average_end") else "") + ".", "",
              md_table(["data", "teacher", "teacher acc %", "student", "params", "plain %",
-                       "distilled %", "gap recovered"], rows)]
+                       "distilled %", "gap recovered", "size (shipped export, seed 0)",
+                       "b1 latency ms (model only)"], rows)]
+    ft = [row for f in info.get("fasttext", []) for row in fasttext_rows(f)]
+    if ft:
+        lines += ["", "fastText baselines on the same splits and word segmentation "
+                      "(bench/fasttext_baseline.py; hyper-parameters chosen on dev with seed 0 from "
+                      "a small grid, then trained with every seed; one thread; size = the saved "
+                      ".bin with fastText's default 2M hash buckets; latency = batch-1 `predict` "
+                      "p50 on segmented text, n-gram hashing included; load = 1-min load average "
+                      "at start → end):", "",
+                  md_table(["data", "baseline", "train rows", "chosen on dev", "dev %", "test %",
+                            "size", "b1 latency ms", "train s", "load"], ft)]
     if info.get("int8"):
         lines += ["", "INT8 against FP32 in the same runtime, for every exported model (students: "
                       "seed 0; test set; 'faster b1' = FP32 / INT8 batch-1 latency, 'throughput b32' "
@@ -258,6 +322,10 @@ def markdown(info) -> str:
 def summary(info) -> str:
     parts = [f"{r['dataset']}/{r['student']} {_pm(r['plain'], None)}->{_pm(r['distilled'], None)}"
              f" (gap {_pm(r['gap_recovered'], None)}%)" for r in info["rows"]]
+    for f in info.get("fasttext", []):
+        for name in ("gold", "teacher_labelled"):
+            if f.get(name):
+                parts.append(f"{f['dataset']}/fastText-{name} {_pm(f[name]['test'], None)}")
     for ab in info["ablation"]:
         v = ab["variants"]
         parts.append(f"ablation {ab['student']}: " + " / ".join(
@@ -272,6 +340,7 @@ def main(argv=None) -> int:
                         help="comma-separated recipes to ablate (their first student)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs", default=None, help="run folders (default runs/bench-quality)")
+    parser.add_argument("--no-fasttext", action="store_true", help="skip the fastText baselines")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     recipes = args.recipes.split(",") if args.recipes else (QUICK if args.quick else RECIPES)
@@ -280,7 +349,7 @@ def main(argv=None) -> int:
     runs = Path(args.runs) if args.runs else ROOT / "runs" / (
         "bench-quality-quick" if args.quick else "bench-quality")
     info = {"machine": machine(), "quick": args.quick, "seeds": seeds, "rows": [],
-            "ablation": [], "int8": [], "seconds": {}}
+            "ablation": [], "int8": [], "fasttext": [], "seconds": {}}
     print(machine_line(info["machine"]), flush=True)
     reports, run_dirs = {}, {}
     for group in group_recipes(list(dict.fromkeys(recipes + [r for r in to_ablate if r]))).values():
@@ -292,11 +361,17 @@ def main(argv=None) -> int:
             reports[recipe] = recipe_report(report, students)
             run_dirs[recipe] = runs / group["name"]
         info["int8"] += int8_rows(report)
+        if not args.no_fasttext and group["name"].split("-")[0] in ("movies_en", "reviews_zh"):
+            from bench.fasttext_baseline import baselines
+
+            print(f"{group['name']}: fastText baselines ...", flush=True)
+            info["fasttext"].append(baselines(runs / group["name"], seeds))
     for recipe in recipes:
         info["rows"] += recipe_rows(recipe, reports[recipe])
     for recipe in [r for r in to_ablate if r]:
         print(f"{recipe}: ablation ...", flush=True)
         info["ablation"].append(ablation(recipe, run_dirs[recipe], seeds, reports[recipe]))
+    info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     path = write_results("quality", info, markdown(info), results_dir(args))
     print(f"wrote {path}")
     print(summary(info))

@@ -12,8 +12,8 @@ def test_shipped_recipes_form_one_group_per_language():
     groups = quality.group_recipes(quality.RECIPES)
     assert sorted(groups) == ["movies_en-minilm-l6", "reviews_zh-e5-small"]
     for group in groups.values():
-        assert len(group["members"]) == 4
-        assert [s["kind"] for s in group["students"]] == ["bow", "cnn", "lstm", "tiny"]
+        assert len(group["members"]) == 5
+        assert [s["kind"] for s in group["students"]] == ["bow", "ngram", "cnn", "lstm", "tiny"]
 
 
 def test_a_changed_setting_or_a_name_clash_splits_or_stops(tmp_path, monkeypatch):
@@ -66,3 +66,17 @@ def test_machine_line_says_when_the_run_was_pinned_and_load_counts_the_whole_mac
     assert loaded_benches(tmp_path) == []              # 1.8 on a 2-core machine: not overloaded
     (tmp_path / "quality.json").write_text(json.dumps({"machine": dict(m, load_average=[2.5])}))
     assert loaded_benches(tmp_path) == ["quality"]
+
+
+def test_fasttext_table_rows_and_the_shipped_export():
+    b = {"params": {"wordNgrams": 3, "epoch": 10, "lr": 0.5, "dim": 100}, "train_rows": 10202,
+         "dev": 0.78, "dev_std": 0.001, "test": 0.79, "test_std": 0.002, "size_bytes": 2 ** 20,
+         "latency_ms_b1": 0.03, "train_s": 20.0, "load_average_start": [3.0], "load_average_end": [4.0]}
+    rows = quality.fasttext_rows({"dataset": "movies_en", "gold": b})
+    assert rows == [["movies_en", "fastText, gold rows", "10,202", "wordNgrams 3, epoch 10, lr 0.5, dim 100",
+                     "78.0 ± 0.1", "79.0 ± 0.2", "1.0 MB", "0.030", "20", "3.0 → 4.0"]]
+    exports = [{"format": "onnx", "accepted": True, "latency_ms_b1": 0.07, "size_bytes": 400},
+               {"format": "onnx-int8", "accepted": True, "latency_ms_b1": 0.08, "size_bytes": 100},
+               {"format": "paddle", "accepted": True, "latency_ms_b1": 0.01, "size_bytes": 10}]
+    assert quality.shipped_export({"exports": exports})["format"] == "onnx-int8"
+    assert quality.shipped_export({"exports": []}) is None
