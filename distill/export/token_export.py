@@ -154,7 +154,7 @@ def export_token_model(model_dir, out_dir, *, eval_examples, calib_examples=None
     calib_full = _batches(loaded.encoder, calib, max_len, config.calib_batch_size)
     inputs = [b["inputs"] for b in eval_full]
     ctx = _TokenContext(loaded, config, Path(out_dir), inputs, [b["inputs"] for b in calib_full],
-                        reference_logits=np.zeros((0, 0)), label_ids=None, reference_test=None,
+                        reference_logits=np.zeros((0, 0)), label_ids=None, reference_dev=None,
                         token_index=[b["token_index"] for b in eval_full],
                         token_mask=[b["token_mask"] for b in eval_full],
                         gold=[list(ex.tags) for ex in eval_examples] if labelled else None,
