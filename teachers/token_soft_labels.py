@@ -228,3 +228,13 @@ def token_soft_labels(teacher, examples, out_dir, batch_size: int = 64,
     log.info("%s: %d tokens, %s: %.1f MB (float32 %.1f MB)", out_dir, info["tokens"], storage,
              info["stored_bytes"] / 1e6, info["float32_bytes"] / 1e6)
     return store.cached(len(examples))
+
+
+def load_token_soft_labels(out_dir) -> List[np.ndarray]:
+    """The merged soft labels of a finished job in ``out_dir`` (list of (L, C) float32)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / MERGED).is_file() or not (out_dir / MERGED_META).is_file():
+        raise UserError(f"{out_dir}: no finished token soft labels ({MERGED}); label first")
+    with np.load(out_dir / MERGED) as data:
+        arrays = {k: data[k] for k in data.files}
+    return _split(unpack(arrays), arrays.pop("lengths"))

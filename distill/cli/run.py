@@ -55,12 +55,16 @@ def _best_export(student: dict) -> Optional[dict]:
 
 
 def summary_table(report: dict) -> str:
-    """The few lines printed at the end of a run: accuracy per model, package path."""
+    """The few lines printed at the end of a run: accuracy (token tasks: entity F1) per model,
+    package path."""
     t = report["teacher"]
-    def acc(block, split):
-        return _pct(((block or {}).get(split) or {}).get("accuracy"))
+    key = "f1" if report.get("task") == "token" else "accuracy"
+    name = "F1" if key == "f1" else "acc"
 
-    rows = [("model", "dev acc", "test acc", "latency b1", "size")]
+    def acc(block, split):
+        return _pct(((block or {}).get(split) or {}).get(key))
+
+    rows = [("model", f"dev {name}", f"test {name}", "latency b1", "size")]
     rows.append((f"teacher {t['name']}", acc(t, "dev"), acc(t, "test"),
                  _ms(t.get("latency_ms_b1")), ""))
     for s in report["students"]:
@@ -75,6 +79,6 @@ def summary_table(report: dict) -> str:
                          _ms(best.get("latency_ms_b1")), f"{best['size_bytes'] / 2**20:.2f} MB"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"package: {report.get('package') or 'none'} (chosen by dev accuracy; test only "
-                 f"reported)")
+    lines.append(f"package: {report.get('package') or 'none'} (chosen by dev "
+                 f"{'entity F1' if key == 'f1' else 'accuracy'}; test only reported)")
     return "\n".join(lines)

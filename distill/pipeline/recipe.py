@@ -6,6 +6,7 @@ the YAML line, and the valid keys or values. Relative paths resolve against the 
 directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
 
     name: my_task              # run name (default: the file name)
+    task: sentence             # sentence (classification) | token (NER; docs/token_tasks.md)
     seeds: [0]                 # student training seeds; several seeds give mean and _std
     device: auto               # auto | cpu | gpu | gpu:N
     data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format, columns, ...}
@@ -40,7 +41,7 @@ from distill.data.fetch import ENTRIES
 from distill.export.exporter import ExportConfig
 from distill.train.losses import LOSSES
 from distill.train.trainer import TrainConfig
-from students.registry import STUDENTS
+from students.registry import student_registry
 from students.train import LossConfig, VocabConfig
 from teachers.config import ErnieConfig
 from teachers.engines import ENGINES
@@ -75,6 +76,10 @@ class DataSpec:
     columns: Optional[Dict[str, str]] = None  # our field -> the file's column: {text_a: review}
     on_error: typing.Literal["raise", "skip"] = "raise"
     max_train: Optional[int] = None          # keep a seeded sample of this many training rows
+    # task: token only (CoNLL .txt/.conll or JSONL files; docs/token_tasks.md)
+    scheme: typing.Literal["auto", "bio", "bioes", "bmes"] = "auto"
+    unit: typing.Literal["char", "word"] = "char"   # tokens joined without / with spaces
+    on_invalid: typing.Literal["raise", "repair"] = "raise"  # tags that break the scheme
 
     def recipe_check(self, where: "_Context", path: str) -> None:
         files = [self.train, self.dev, self.test]
@@ -83,7 +88,7 @@ class DataSpec:
         if self.builtin is not None and any(files):
             where.fail(path, "give either 'builtin' or train/dev/test files, not both")
         if self.builtin is not None:
-            names = _builtin_names("dataset")
+            names = _builtin_names("token_dataset" if where.task == "token" else "dataset")
             if self.builtin not in names:
                 where.fail(f"{path}.builtin", f"unknown built-in data set '{self.builtin}'; "
                                               f"choose one of: {', '.join(names)}")
@@ -109,6 +114,9 @@ class LabelSpec:
     threads: Optional[int] = None            # None: every usable core
     sessions: int = 1                        # ONNX engines: parallel sessions per batch
     chunk_batches: int = 16                  # batches per resumable chunk on disk
+    # task: token only: how the per-token logits are stored (docs/token_tasks.md)
+    storage: typing.Literal["float32", "float16", "topk"] = "float16"
+    top_k: int = 3
 
     def recipe_check(self, where: "_Context", path: str) -> None:
         if self.engine != "auto" and self.engine not in ENGINES.names():
@@ -141,6 +149,7 @@ class AugmentSpec:
 
     enabled: bool = True
     max_source: Optional[int] = None         # augment only a seeded sample of this many rows
+    p_entity: float = 0.3                    # task: token: same-type entity replacement
     rules: Dict[str, Any] = _rest(AugmentConfig)
 
 
@@ -157,10 +166,11 @@ class StudentSpec:
     max_len: Optional[int] = None            # tokens (words) per text; None: the teacher's max_len
 
     def recipe_check(self, where: "_Context", path: str) -> None:
-        if self.kind not in STUDENTS.names():
-            where.fail(f"{path}.kind", f"unknown student kind '{self.kind}'; choose one of: "
-                                       f"{', '.join(STUDENTS.names())}")
-        _bind_schema(STUDENTS.get(self.kind).config_class, self.config, f"{path}.config", where)
+        kinds = student_registry(where.task)  # token tasks: the taggers of the same kind names
+        if self.kind not in kinds.names():
+            where.fail(f"{path}.kind", f"unknown {where.task} student kind '{self.kind}'; choose "
+                                       f"one of: {', '.join(kinds.names())}")
+        _bind_schema(kinds.get(self.kind).config_class, self.config, f"{path}.config", where)
         if self.loss.get("terms") is not None:
             self._check_loss_terms(where, f"{path}.loss.terms")
         if self.baseline_train is not None:
@@ -186,6 +196,7 @@ class ExportSpec:
     package: bool = True                     # package the best accepted ONNX student
     teacher: bool = True                     # also export/measure the teacher (for speed-ups)
     teacher_formats: List[str] = field(default_factory=lambda: ["onnx"])  # INT8 ones add minutes
+    max_f1_drop: float = 0.5                 # task: token: the guard's entity-F1 loss, in points
     settings: Dict[str, Any] = _rest(ExportConfig)
 
     def recipe_check(self, where: "_Context", path: str) -> None:
@@ -203,6 +214,7 @@ class Recipe:
     seeds: List[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     name: Optional[str] = None
+    task: typing.Literal["sentence", "token"] = "sentence"
 
     def recipe_check(self, where: "_Context", path: str) -> None:
         if not self.students:
@@ -228,8 +240,10 @@ def _builtin_names(kind: str) -> List[str]:
 class _Context:
     """Error reporting for one recipe: the source name and the YAML line of every key path."""
 
-    def __init__(self, source: str, lines: Dict[str, int], base_dir: Path):
+    def __init__(self, source: str, lines: Dict[str, int], base_dir: Path,
+                 task: str = "sentence"):
         self.source, self.lines, self.base_dir = source, lines, base_dir
+        self.task = task  # the recipe's task type: sections check their keys against it
 
     def line_of(self, path: str) -> Optional[int]:
         while path:
@@ -480,7 +494,9 @@ class LoadedRecipe:
 
 
 def parse_recipe(raw, source: str = "recipe", base_dir=".", lines=None) -> Recipe:
-    ctx = _Context(source, lines or {}, Path(base_dir).resolve())
+    task = raw.get("task", "sentence") if isinstance(raw, dict) else "sentence"
+    ctx = _Context(source, lines or {}, Path(base_dir).resolve(),
+                   task if task in ("sentence", "token") else "sentence")
     if not isinstance(raw, dict):
         ctx.fail("", f"a recipe is a mapping with sections data, teacher, students, ...; got {raw!r}")
     return _build(Recipe, raw, "", ctx)

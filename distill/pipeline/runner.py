@@ -47,6 +47,10 @@ def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional
     run_dir = Path(out) if out else Path("runs") / loaded.name
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = RunPlan(loaded, run_dir)
+    if loaded.recipe.task == "token":  # NER recipes: the same stages, token parts
+        from distill.pipeline.token_runner import TokenRunPlan
+
+        plan = TokenRunPlan(loaded, run_dir)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f"distill run: recipe {loaded.path or '(dict)'} -> {run_dir}")
     write_json(run_dir / "recipe.json", {"path": loaded.path, "settings": loaded.settings()})

@@ -1,0 +1,72 @@
+"""The smoke token recipe (NER) end to end through the CLI: report with entity F1, a package that
+predicts spans with character offsets without Paddle, a re-run that skips every stage."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill.core.errors import RecipeError
+from distill.pipeline.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "recipes" / "smoke_token.yaml"
+
+
+def run(*args):
+    out = subprocess.run([sys.executable, "-m", "distill", *map(str, args)], capture_output=True,
+                         text=True, timeout=900, cwd=ROOT, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.mark.e2e
+def test_smoke_token_recipe_runs_and_its_package_predicts_spans(tmp_path):
+    first = run("run", SMOKE, "--out", tmp_path)
+    assert "test F1" in first.stdout + first.stderr
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert report["task"] == "token" and report["dataset"]["scheme"] == "bmes"
+    assert report["teacher"]["test"]["f1"] is not None
+    lstm = report["students"][0]
+    assert lstm["distilled"]["test"]["f1"] > 0.3 and lstm["baseline"]["test"]["f1"] is not None
+    assert {e["format"] for e in lstm["exports"]} == {"onnx", "onnx-int8"}
+    assert all(e["f1_drop_points"] is not None for e in lstm["exports"])
+    assert "| F1 |" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    package = report["package"]
+    code = ("import json, sys\n"
+            "from distill.serve.predict import load_package\n"
+            "rows = load_package(sys.argv[1], threads=1).predict(['今天张三去北京了。', '联合国和新华社'])\n"
+            "print(json.dumps(rows, ensure_ascii=False))\n"
+            "print('paddle' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, package], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.splitlines()
+    rows = json.loads(out[0])
+    assert out[1] == "False"  # the edge predictor never imports Paddle
+    assert [r["text"] for r in rows] == ["今天张三去北京了。", "联合国和新华社"]
+    spans = [e for r in rows for e in r["entities"]]
+    assert spans, rows
+    for r in rows:
+        for e in r["entities"]:
+            assert set(e) == {"start", "end", "type", "text", "score"}
+            assert r["text"][e["start"]:e["end"]] == e["text"]
+    cli = run("predict", package, "今天张三去北京了。", "--json")
+    assert json.loads(cli.stdout.splitlines()[0])["text"] == "今天张三去北京了。"
+    again = run("run", SMOKE, "--out", tmp_path)
+    assert "running" not in again.stderr  # every stage cached
+
+
+def test_token_recipe_checks_kinds_and_data_against_the_task(tmp_path):
+    recipe = {"task": "token", "data": {"builtin": "reviews_zh"}, "teacher": {"source": "random"},
+              "students": [{"name": "a", "kind": "lstm"}]}
+    with pytest.raises(RecipeError, match="msra_ner"):
+        load_recipe(recipe)
+    recipe["data"] = {"builtin": "msra_ner"}
+    recipe["students"] = [{"name": "a", "kind": "bow"}]
+    with pytest.raises(RecipeError, match="unknown token student kind 'bow'"):
+        load_recipe(recipe)
+    recipe["students"] = [{"name": "a", "kind": "cnn", "config": {"num_layers": 3}}]
+    assert load_recipe(recipe).recipe.task == "token"  # a tagger key, unknown to the sentence CNN
+    loaded = load_recipe(SMOKE)
+    assert loaded.recipe.export.max_f1_drop == 0.5 and loaded.recipe.teacher.labels.storage == "float16"
