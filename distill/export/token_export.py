@@ -2,7 +2,8 @@
 each measured in its own runtime and guarded on entity F1.
 
     result = export_token_model("runs/x/distill/lstm/seed0/student", "runs/x/export/lstm",
-                                eval_examples=task.test, calib_examples=task.train,
+                                eval_examples=task.dev, test_examples=task.test,
+                                calib_examples=task.train,
                                 tags=task.tags, scheme=task.scheme, max_f1_drop=0.5,
                                 config=ExportConfig(formats=("onnx", "onnx-int8")))
     path = package_token_model(result, "runs/x/ner.tar.gz", tags, scheme, unit)
@@ -10,10 +11,10 @@ each measured in its own runtime and guarded on entity F1.
 Same steps as sentence models (Paddle inference, PaddleSlim INT8, paddle2onnx, ONNX Runtime
 dynamic INT8 with its retries: per-channel scales, then each quantized op type left in FP32),
 but measured per token: the runner's (B, T, C) logits are read at each token's first sub-token;
-``parity`` compares those rows with the FP32 dygraph model (max abs difference, per-token argmax
-agreement) and ``test`` holds seqeval entity precision/recall/F1 (strict, repaired predictions).
-The guard rejects an artifact whose entity F1 is more than ``max_f1_drop`` points (default 0.5)
-below the FP32 model's, whose tags differ from FP32 on more than ``max_disagreement`` of the
+``parity`` compares those rows with the FP32 dygraph model on dev (max abs difference, per-token
+argmax agreement); ``dev`` and ``test`` hold seqeval entity precision/recall/F1 (strict,
+repaired predictions); the guard judges dev only, test is reported. It rejects an artifact whose
+dev entity F1 is more than ``max_f1_drop`` points (default 0.5) below the FP32 model's, whose tags differ from FP32 on more than ``max_disagreement`` of the
 tokens, an FP32 artifact whose logits differ beyond ``fp32_tolerance``, or an INT8 artifact
 that quantized nothing. INT8 collapses on token classification are the known failure (PaddleNLP
 #4601; static INT8 DistilBERT on CoNLL-03 F1 0.94 -> 0.10): that is what this guard catches.
@@ -35,71 +36,85 @@ DEFAULT_MAX_F1_DROP = 0.5  # points of entity F1
 
 
 @dataclasses.dataclass
-class _TokenContext(_Context):
-    """The exporter's context, measuring per token and judging on entity F1."""
+class _TokenSplit:
+    """One encoded split: model inputs per batch, where each token is read, gold tags."""
 
-    token_index: List[np.ndarray] = dataclasses.field(default_factory=list)  # per batch (B, W)
-    token_mask: List[np.ndarray] = dataclasses.field(default_factory=list)  # per batch (B, W)
-    gold: Optional[List[List[str]]] = None
+    inputs: List[Dict[str, np.ndarray]]
+    token_index: List[np.ndarray]  # per batch (B, W)
+    token_mask: List[np.ndarray]  # per batch (B, W)
+    gold: Optional[List[List[str]]]  # per sentence, None when untagged
+
+
+@dataclasses.dataclass
+class _TokenContext(_Context):
+    """The exporter's context, measuring per token and judging on dev entity F1."""
+
+    dev_split: Optional[_TokenSplit] = None
+    test_split: Optional[_TokenSplit] = None
     tags: Sequence[str] = ()
     scheme: str = "bio"
     max_f1_drop: float = DEFAULT_MAX_F1_DROP
-    reference_rows: Optional[np.ndarray] = None  # (sum W, C) FP32 token logits
+    reference_rows: Optional[np.ndarray] = None  # (sum W, C) FP32 token logits on dev
 
-    def rows(self, runner) -> np.ndarray:
-        """(sum W, C) logits of every real token of the eval set, in order."""
+    @staticmethod
+    def rows(runner, split: _TokenSplit) -> np.ndarray:
+        """(sum W, C) logits of every real token of ``split``, in order."""
         out = []
-        for feed, index, mask in zip(self.eval_batches, self.token_index, self.token_mask):
+        for feed, index, mask in zip(split.inputs, split.token_index, split.token_mask):
             logits = np.asarray(runner(feed), dtype=np.float32)  # (B, T, C)
             rows = np.take_along_axis(logits, index[:, :, None], axis=1)  # (B, W, C)
             out.append(rows[mask > 0])
         return np.concatenate(out)
 
-    def entity_scores(self, rows: np.ndarray) -> Optional[Dict[str, Any]]:
-        if self.gold is None:
+    def entity_scores(self, rows: np.ndarray, split: _TokenSplit) -> Optional[Dict[str, Any]]:
+        if split.gold is None:
             return None
         from distill.train.metrics import entity_metrics
         from distill.train.token_eval import tags_from_logits
 
         pred, start = [], 0
-        for gold in self.gold:
+        for gold in split.gold:
             n = len(gold)
             pred.append(tags_from_logits(rows[start:start + n], self.tags, self.scheme))
             start += n
-        return entity_metrics(self.gold, pred, self.scheme)
+        return entity_metrics(split.gold, pred, self.scheme)
 
     def measure(self, fmt: str, path, runner, details: Dict[str, Any],
                 timed: Optional[bool] = None) -> ArtifactReport:
         cfg = self.config
         details = {"reference_max_abs_logit": float(np.abs(self.reference_rows).max()),
                    "threads": cfg.thread_count(), "task": "token", **details}
-        rows = self.rows(runner)
+        rows = self.rows(runner, self.dev_split)
         agreement = float(np.mean(rows.argmax(-1) == self.reference_rows.argmax(-1)))
         report = ArtifactReport(
             format=fmt, path=str(path), size_bytes=artifact_size(path),
             parity={"max_abs_diff": float(np.abs(rows - self.reference_rows).max()),
                     "argmax_agreement": agreement},
-            test=self.entity_scores(rows), latency_ms_b1={"p50": 0.0, "p95": 0.0},
-            throughput_b32=0.0, details=details)
+            test=None, latency_ms_b1={"p50": 0.0, "p95": 0.0}, throughput_b32=0.0,
+            details=details, dev=self.entity_scores(rows, self.dev_split))
         if (cfg.timed if timed is None else timed):
             singles = _singles(self.eval_batches, cfg.measure.latency_sentences)
             report.latency_ms_b1 = latency_b1(runner, singles, cfg.measure)
             report.throughput_b32 = throughput(runner, self.eval_batches, cfg.measure)
-        return judge_tokens(report, self.reference_test, self.max_f1_drop, cfg.fp32_tolerance,
-                            cfg.max_disagreement)
+        report = judge_tokens(report, self.reference_dev, self.max_f1_drop, cfg.fp32_tolerance,
+                              cfg.max_disagreement)
+        if self.test_split is not None:  # reported only, never used for a choice
+            report.test = self.entity_scores(self.rows(runner, self.test_split), self.test_split)
+        return report
 
 
-def judge_tokens(report: ArtifactReport, reference_test: Optional[Dict[str, Any]],
+def judge_tokens(report: ArtifactReport, reference_dev: Optional[Dict[str, Any]],
                  max_f1_drop: float = DEFAULT_MAX_F1_DROP, fp32_tolerance: float = 1e-3,
                  max_disagreement: Optional[float] = 0.05) -> ArtifactReport:
-    """The token guard (see the module docstring); ``max_f1_drop`` in points of entity F1."""
+    """The token guard (see the module docstring) on the dev split's entity F1 (``report.dev``
+    against the FP32 model's ``reference_dev``); ``max_f1_drop`` in points."""
     reasons = []
-    if report.test is not None and reference_test is not None:
-        drop = 100.0 * (reference_test["f1"] - report.test["f1"])
+    if report.dev is not None and reference_dev is not None:
+        drop = 100.0 * (reference_dev["f1"] - report.dev["f1"])
         report.details["f1_drop_points"] = drop
         if drop > max_f1_drop + 1e-9:
-            reasons.append(f"entity F1 {100 * report.test['f1']:.2f} vs FP32 "
-                           f"{100 * reference_test['f1']:.2f}: drop {drop:.2f} points > "
+            reasons.append(f"dev entity F1 {100 * report.dev['f1']:.2f} vs FP32 "
+                           f"{100 * reference_dev['f1']:.2f}: drop {drop:.2f} points > "
                            f"max_f1_drop {max_f1_drop:.2f}")
     disagreement = 1.0 - report.parity["argmax_agreement"]
     if max_disagreement is not None and disagreement > max_disagreement + 1e-12:
@@ -117,20 +132,23 @@ def judge_tokens(report: ArtifactReport, reference_test: Optional[Dict[str, Any]
     return report
 
 
-def _batches(encoder, examples, max_len: int, batch_size: int, tags=None):
+def _split(encoder, examples, max_len: int, batch_size: int, tags) -> _TokenSplit:
     from distill.data.token_batching import TokenBatchPlan, encode_token_examples
 
-    data = encode_token_examples(encoder, examples, max_len, tags=tags)
-    plan = TokenBatchPlan(data, batch_size, shuffle=False, bucket=False)  # input order
-    return list(plan.epoch(0))
+    labelled = bool(examples) and all(ex.tags is not None for ex in examples)
+    data = encode_token_examples(encoder, examples, max_len, tags=list(tags) if labelled else None)
+    batches = list(TokenBatchPlan(data, batch_size, shuffle=False, bucket=False).epoch(0))
+    return _TokenSplit([b["inputs"] for b in batches], [b["token_index"] for b in batches],
+                       [b["token_mask"] for b in batches],
+                       [list(ex.tags) for ex in examples] if labelled else None)
 
 
-def export_token_model(model_dir, out_dir, *, eval_examples, calib_examples=None,
-                       tags: Sequence[str], scheme: str,
+def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
+                       calib_examples=None, tags: Sequence[str], scheme: str,
                        max_f1_drop: float = DEFAULT_MAX_F1_DROP,
                        config: Optional[ExportConfig] = None) -> ExportResult:
-    """Export and measure a saved tagger (student dir, or a token teacher dir with
-    ``load_model_dir``'s loader replaced by ``teachers.token_model.load_token_teacher``)."""
+    """Export and measure a saved tagger (student dir or token teacher dir). ``eval_examples``
+    (dev) are what the guard judges; ``test_examples`` are only measured and reported."""
     from tqdm import tqdm
 
     from distill.train.device import seed_everything
@@ -144,38 +162,37 @@ def export_token_model(model_dir, out_dir, *, eval_examples, calib_examples=None
     seed_everything(config.seed)
     eval_examples = list(eval_examples)
     if not eval_examples:
-        raise UserError("export_token_model: give eval_examples (tagged sentences)")
+        raise UserError("export_token_model: give eval_examples (tagged dev sentences)")
     pool = list(calib_examples or eval_examples)
     order = np.sort(np.random.default_rng(config.seed).permutation(len(pool))[: config.calib_size])
     calib = [pool[i] for i in order]
-    labelled = all(ex.tags is not None for ex in eval_examples)
-    eval_full = _batches(loaded.encoder, eval_examples, max_len, config.eval_batch_size,
-                         tags=list(tags) if labelled else None)
-    calib_full = _batches(loaded.encoder, calib, max_len, config.calib_batch_size)
-    inputs = [b["inputs"] for b in eval_full]
-    ctx = _TokenContext(loaded, config, Path(out_dir), inputs, [b["inputs"] for b in calib_full],
+    dev = _split(loaded.encoder, eval_examples, max_len, config.eval_batch_size, tags)
+    test = (_split(loaded.encoder, list(test_examples), max_len, config.eval_batch_size, tags)
+            if test_examples else None)
+    calib_split = _split(loaded.encoder, calib, max_len, config.calib_batch_size, tags)
+    ctx = _TokenContext(loaded, config, Path(out_dir), dev.inputs, calib_split.inputs,
                         reference_logits=np.zeros((0, 0)), label_ids=None, reference_dev=None,
-                        token_index=[b["token_index"] for b in eval_full],
-                        token_mask=[b["token_mask"] for b in eval_full],
-                        gold=[list(ex.tags) for ex in eval_examples] if labelled else None,
-                        tags=list(tags), scheme=scheme, max_f1_drop=max_f1_drop)
+                        dev_split=dev, test_split=test, tags=list(tags), scheme=scheme,
+                        max_f1_drop=max_f1_drop)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in FORMATS:
         shutil.rmtree(out_dir / stale, ignore_errors=True)
-    ctx.reference_rows = ctx.rows(_dygraph_runner(loaded.model))
-    ctx.reference_logits = ctx.reference_rows
-    ctx.reference_test = ctx.entity_scores(ctx.reference_rows)
+    reference = _dygraph_runner(loaded.model)
+    ctx.reference_rows = ctx.reference_logits = ctx.rows(reference, dev)
+    ctx.reference_dev = ctx.entity_scores(ctx.reference_rows, dev)
+    reference_test = ctx.entity_scores(ctx.rows(reference, test), test) if test else None
     reports = [FORMAT_STEPS.get(fmt)(ctx)
                for fmt in tqdm([f for f in FORMATS if f in config.formats], desc="export",
                                unit="format")]
     _save_encoder(loaded.encoder, out_dir / "encoder")
-    reference = {"test": ctx.reference_test, "eval_examples": len(eval_examples),
-                 "calibration_examples": len(calib), "max_len": max_len,
-                 "max_abs_logit": float(np.abs(ctx.reference_rows).max()),
-                 "model": loaded.name, "kind": loaded.kind, "text_pairs": False,
-                 "task": "token", "max_f1_drop": max_f1_drop}
-    result = ExportResult(out_dir, reports, reference)
+    summary = {"dev": ctx.reference_dev, "test": reference_test,
+               "eval_examples": len(eval_examples),
+               "test_examples": len(test_examples or []), "calibration_examples": len(calib),
+               "max_len": max_len, "max_abs_logit": float(np.abs(ctx.reference_rows).max()),
+               "model": loaded.name, "kind": loaded.kind, "text_pairs": False,
+               "task": "token", "max_f1_drop": max_f1_drop, "selected_on": "dev"}
+    result = ExportResult(out_dir, reports, summary)
     write_json(out_dir / "export_report.json",
                {**result.to_dict(), "config": dataclasses.asdict(config)})
     return result

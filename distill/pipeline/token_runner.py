@@ -19,7 +19,7 @@ import numpy as np
 
 from distill.core.errors import UserError
 from distill.core.io import write_json, write_text
-from distill.pipeline.runner import RunPlan, _epoch_curve, _exports, _online_terms
+from distill.pipeline.runner import SELECTION, RunPlan, _epoch_curve, _exports, _online_terms
 from distill.pipeline.stages import StageContext
 from distill.train.trainer import count_parameters
 
@@ -240,8 +240,9 @@ class TokenRunPlan(RunPlan):
         if "measure" in settings:
             settings["measure"] = MeasureSettings(**settings["measure"])
         config = ex.ExportConfig(**settings)
-        result = export_token_model(model_dir, ctx.dir, eval_examples=task.test,
-                                    calib_examples=task.train, tags=task.tags,
+        result = export_token_model(model_dir, ctx.dir, eval_examples=task.dev,
+                                    test_examples=task.test, calib_examples=task.train,
+                                    tags=task.tags,
                                     scheme=task.scheme,
                                     max_f1_drop=self.recipe.export.max_f1_drop, config=config)
         return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
@@ -274,7 +275,8 @@ class TokenRunPlan(RunPlan):
                                    teacher=ctx.result("teacher")["name"], student=s.kind,
                                    extra={"recipe": self.loaded.name, "student_name": s.name,
                                           "task": task["name"]})
-        return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format}
+        return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
+                "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
 
     # ------------------------------------------------------------------------- report
     def report(self, ctx: StageContext) -> dict:
@@ -303,6 +305,7 @@ class TokenRunPlan(RunPlan):
                         "exports": _token_exports(ctx.results.get("export/teacher"))},
             "students": [],
             "package": (ctx.results.get("package") or {}).get("path"),
+            "selection": SELECTION,
             "stage_seconds": {k: round(v, 3) for k, v in ctx.seconds.items()},
         }
         for s in self.recipe.students:
@@ -333,7 +336,7 @@ def _entity(metrics) -> dict:
 def _token_exports(result) -> List[dict]:
     rows = _exports(result)
     for row, artifact in zip(rows, (result or {}).get("artifacts", [])):
-        row["test"] = _entity(artifact.get("test"))
+        row["dev"], row["test"] = _entity(artifact.get("dev")), _entity(artifact.get("test"))
         row["f1_drop_points"] = (artifact.get("details") or {}).get("f1_drop_points")
     return rows
 
@@ -367,13 +370,16 @@ def render_token_markdown(report: dict) -> str:
                          f"{s['kind']} | {_params(s.get('params'))} | "
                          f"{_pct(m.get('f1'), m.get('f1_std'))} | {_pct(m.get('precision'))} | "
                          f"{_pct(m.get('recall'))} | {gap} |")
-    lines += ["", "| model | format | size | F1 | F1 drop (points) | latency b1 (ms) | "
-                  "accepted | reason |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Exports: the guard judges dev entity F1 (drop in points vs FP32); test is "
+                  "reported only.", "",
+              "| model | format | size | dev F1 | test F1 | F1 drop (points) | latency b1 (ms) | "
+              "accepted | reason |", "|---|---|---|---|---|---|---|---|---|"]
     for name, exports in [("teacher", t.get("exports", []))] + [
             (s["name"], s.get("exports", [])) for s in report["students"]]:
         for e in exports:
             lines.append(f"| {name} | {e['format']} | {_size(e.get('size_bytes'))} | "
-                         f"{_pct(e['test'].get('f1'))} | {_num(e.get('f1_drop_points'))} | "
+                         f"{_pct(e['dev'].get('f1'))} | {_pct(e['test'].get('f1'))} | "
+                         f"{_num(e.get('f1_drop_points'))} | "
                          f"{_num(e.get('latency_ms_b1'))} | {'yes' if e['accepted'] else 'no'} | "
                          f"{e.get('reason', '')} |")
     sl = report.get("soft_labels") or {}

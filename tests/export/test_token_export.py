@@ -30,14 +30,15 @@ def trained(tmp_path_factory):
 
 def test_export_package_and_predict_spans(trained, tmp_path):
     task, student, result = trained
-    export = export_token_model(student, tmp_path / "export", eval_examples=task.test,
-                                calib_examples=task.train, tags=task.tags, scheme=task.scheme,
+    export = export_token_model(student, tmp_path / "export", eval_examples=task.dev,
+                                test_examples=task.test, calib_examples=task.train, tags=task.tags, scheme=task.scheme,
                                 config=ExportConfig(formats=("onnx", "onnx-int8"), timed=False,
                                                     threads=1))
     by_format = {r.format: r for r in export.reports}
     assert by_format["onnx"].accepted, by_format["onnx"].reason
     assert by_format["onnx"].test["f1"] == pytest.approx(result["test"]["f1"], abs=1e-9)
-    assert export.reference["test"]["f1"] == pytest.approx(result["test"]["f1"], abs=1e-9)
+    assert by_format["onnx"].dev["f1"] == pytest.approx(result["dev"]["f1"], abs=1e-9)
+    assert export.reference["dev"]["f1"] == pytest.approx(result["dev"]["f1"], abs=1e-9)
     assert "f1_drop_points" in by_format["onnx-int8"].details
     path = package_token_model(export.reports, tmp_path / "export" / "encoder",
                                tmp_path / "ner.tar.gz", task.tags, task.scheme, task.unit,
@@ -64,8 +65,9 @@ def test_export_package_and_predict_spans(trained, tmp_path):
 def test_guard_rejects_an_entity_f1_drop_beyond_the_limit():
     def report(f1, agreement=1.0, int8=True):
         return ArtifactReport("onnx-int8", "m", 1, {"max_abs_diff": 0.1, "argmax_agreement": agreement},
-                              {"f1": f1}, {"p50": 0, "p95": 0}, 0.0,
-                              details={"int8": int8, "quantized_weight_fraction": 0.9})
+                              None, {"p50": 0, "p95": 0}, 0.0,
+                              details={"int8": int8, "quantized_weight_fraction": 0.9},
+                              dev={"f1": f1})
     ok = judge_tokens(report(0.902), {"f1": 0.905}, max_f1_drop=0.5)
     assert ok.accepted and ok.details["f1_drop_points"] == pytest.approx(0.3)
     bad = judge_tokens(report(0.10), {"f1": 0.94}, max_f1_drop=0.5)
