@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench bench-quick clean
+.PHONY: install test demo bench bench-quick gpu-check clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.all --quick
+
+# first thing to run on a GPU machine (make install GPU=1); says so and exits 0 without a GPU
+gpu-check: install
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,11 +19,12 @@ from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BENCHES = ("labeling", "speed", "pipeline", "quality", "serve", "trim")
+BENCHES = ("labeling", "speed", "pipeline", "quality", "serve", "trim", "scale")
 DOC = ROOT / "docs" / "benchmarks.md"
 HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "pipeline": "python -m bench.pipeline", "quality": "python -m bench.quality",
-       "serve": "python -m bench.serve", "trim": "python -m bench.trim"}
+       "serve": "python -m bench.serve", "trim": "python -m bench.trim",
+       "scale": "python -m bench.scale"}
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:

@@ -192,6 +192,7 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     from distill.core.io import write_json
     from distill.train.losses import build_loss
     from distill.train.device import seed_everything
+    from distill.train.distributed import world
     from distill.train.trainer import Trainer, count_parameters, eval_mode, evaluate
     from students.io import save_student
     from students.registry import STUDENTS
@@ -261,10 +262,11 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     for split, plan in plans.items():
         result[split] = evaluate(model, plan)
     result["fit"] = summary
-    save_student(out_dir / "student", model, kind, encoder, task.labels, max_len,
-                 extra={"mode": mode, "loss": str(loss_fn), "seed": train_config.seed})
     result["student_dir"] = str(out_dir / "student")
-    write_json(out_dir / "result.json", result)
+    if world().main:  # data parallel: every rank holds the same model, rank 0 writes it
+        save_student(out_dir / "student", model, kind, encoder, task.labels, max_len,
+                     extra={"mode": mode, "loss": str(loss_fn), "seed": train_config.seed})
+        write_json(out_dir / "result.json", result)
     return result
 
 

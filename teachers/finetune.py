@@ -79,6 +79,7 @@ def finetune(teacher, task, config, out_dir, max_len: int = 128,
     from distill.data.batching import BatchPlan, encode_examples
     from distill.train.losses import build_loss
     from distill.train.device import seed_everything
+    from distill.train.distributed import world
     from distill.train.trainer import Trainer, evaluate
     from teachers.checkpoint import save_teacher
 
@@ -120,8 +121,9 @@ def finetune(teacher, task, config, out_dir, max_len: int = 128,
         "test": evaluate(teacher.model, test_plan) if test_plan else None,
         "teacher_dir": str(out_dir / "teacher"),
     }
-    save_teacher(teacher, out_dir / "teacher")
-    write_json(out_dir / "finetune.json", result)
+    if world().main:  # data parallel: every rank holds the same weights, rank 0 writes them
+        save_teacher(teacher, out_dir / "teacher")
+        write_json(out_dir / "finetune.json", result)
     return result
 
 

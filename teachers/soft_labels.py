@@ -144,7 +144,9 @@ class LabelStore:
 
 def merge_shards(out_dir, n: Optional[int] = None) -> np.ndarray:
     """Assemble ``soft_labels.npy`` (N, C) from the ``n`` shards of the job in ``key.json``
-    (``n`` found from the shard folders when not given). UserError names missing rows."""
+    (``n`` found from the shard folders when not given), in row order. Checked: every row of
+    ``0..N-1`` labelled exactly once, by the shard it belongs to, all with the same label count;
+    UserError names missing rows (and their shards), duplicates or strays."""
     out_dir = Path(out_dir)
     if not (out_dir / KEY_FILE).exists():
         raise UserError(f"{out_dir / KEY_FILE}: missing; run 'distill label' into this folder "
@@ -167,8 +169,17 @@ def merge_shards(out_dir, n: Optional[int] = None) -> np.ndarray:
         index, logits = store.done((i, n))
         if not len(index):
             continue
+        where = f"{store.shard_dir((i, n))}"
+        if index.min() < 0 or index.max() >= total or np.any(index % n != i):
+            raise UserError(f"{where}: holds rows outside shard {i}/{n} of {total} rows")
+        if len(np.unique(index)) != len(index) or seen[index].any():
+            raise UserError(f"{where}: rows labelled twice (duplicate chunks); delete {store.parts} "
+                            "to label again")
         if out is None:
             out = np.zeros((total, logits.shape[1]), dtype=np.float32)
+        if logits.shape[1:] != out.shape[1:]:
+            raise UserError(f"{where}: {logits.shape[1]} labels per row, other shards have "
+                            f"{out.shape[1]}")
         out[index] = logits
         seen[index] = True
     if out is None or not seen.all():
@@ -244,7 +255,8 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
                 shard: Optional[Tuple[int, int]] = None, progress: bool = True,
                 bucket: bool = True, chunk_batches: int = 16, device: str = "auto",
                 on_chunk: Optional[Callable[[int, int], None]] = None, engine: str = "auto",
-                threads: Optional[int] = None, engine_cache=None, sessions: int = 1) -> np.ndarray:
+                threads: Optional[int] = None, engine_cache=None, sessions: int = 1,
+                merge: bool = True) -> np.ndarray:
     """The teacher's logits (N, C) float32 for ``examples``, in input order.
 
     With a shard ``(i, n)`` (given, or from the distributed launcher), only that shard's rows
@@ -253,6 +265,8 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
     on CPU, dygraph on GPU); ``threads``, ``sessions`` (ONNX engines: row blocks run in parallel
     sessions) and ``engine_cache`` go to its ``EngineOptions``. The
     engine used and its check against dygraph are written to ``out_dir/engine.json``.
+    ``merge=False``: never merge here (a data-parallel caller merges once, on rank 0, after a
+    barrier); the shard's rows are returned.
     """
     from teachers import engines as eng
 
@@ -283,7 +297,8 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
         sample_rows = np.arange(min(len(data), 256 if variant else eng.DYGRAPH_CHECK_ROWS))
         sample = [make_batch(data, sample_rows)["inputs"]]
         predict, report = eng.labelling_engine(engine, teacher, sample, options, weights)
-        write_json(store.out_dir / "engine.json", report)
+        if shard[0] == 0:  # one writer (every shard's engine is the same)
+            write_json(store.out_dir / "engine.json", report)
         if "check" in report:
             log.info("engine %s vs %s on %d rows: max abs diff %.3g, argmax agreement %.4f",
                      report["engine"], report["check"]["reference"], report["check"]["rows"],
@@ -293,14 +308,38 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
                                   batch_size=batch_size, bucket=bucket,
                                   chunk_batches=chunk_batches, progress=progress,
                                   on_chunk=on_chunk, shard=shard)
+    order = np.argsort(index)
+    if not merge:
+        if not np.array_equal(index[order], rows):
+            raise UserError(f"{store.shard_dir(shard)}: the shard's chunks do not cover its rows")
+        return logits[order]
     try:
         merged = merge_shards(out_dir, shard[1])
     except UserError:  # other shards still running: return this shard's rows
-        order = np.argsort(index)
         if not np.array_equal(index[order], rows):
             raise
         return logits[order]
     return merged if shard[1] == 1 else merged[rows]
+
+
+def prepare_engine(teacher, engine: str = "auto", device: str = "auto",
+                   threads: Optional[int] = None, engine_cache=None, sessions: int = 1) -> str:
+    """Export (into the engine cache) the files engine ``engine`` needs, so that processes started
+    afterwards only read them (one process exports; a data-parallel run calls this on rank 0
+    before its barrier). Returns the resolved engine name; dygraph needs nothing."""
+    from teachers import engines as eng
+
+    options = eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache,
+                                sessions=sessions)
+    name = eng.resolve_name(engine, device)
+    if name != "dygraph":
+        try:
+            eng.build_engine(name, teacher, options, eng.weights_sha256(teacher.model))
+        except eng.EngineError as err:  # `auto` falls back to dygraph later, in every process
+            if engine != "auto":
+                raise
+            log.warning("%s", err)
+    return name
 
 
 # ------------------------------------------------------------------------------ throughput

@@ -4,6 +4,7 @@ from typing import List, Optional
 from distill.pipeline import runner as library
 from distill.core.errors import RecipeError
 from distill.pipeline.runner import (run)
+from distill.train import distributed
 
 DESCRIPTION = library.__doc__
 
@@ -17,12 +18,18 @@ def add_arguments(parser) -> None:
                         help="re-run STAGE (fetch, teacher, augment, soft_labels, baseline, distill, "
                              "export, package, report, a stage folder, or all) and what follows it")
     parser.add_argument("--seeds", help="comma-separated student seeds, e.g. 0,1,2 (overrides the recipe)")
+    parser.add_argument("--nproc", type=int, help="data-parallel processes per machine (one per GPU; "
+                        "overrides the recipe's runtime.nproc; docs/distributed.md)")
+    parser.add_argument("--nnodes", type=int, help="machines in a multi-machine run (with --master)")
+    parser.add_argument("--master", metavar="HOST:PORT", help="the first machine's address when --nnodes > 1")
 
 
 def main(args) -> int:
     seeds = _parse_seeds(args.seeds) if args.seeds else None
-    report = run(args.recipe, out=args.out, overrides=args.overrides, force=args.force, seeds=seeds)
-    print(summary_table(report))
+    report = run(args.recipe, out=args.out, overrides=args.overrides, force=args.force, seeds=seeds,
+                 nproc=args.nproc, nnodes=args.nnodes, master=args.master)
+    if not distributed.world().distributed:  # the launching process prints it, once
+        print(summary_table(report))
     return 0
 
 

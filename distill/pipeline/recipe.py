@@ -9,6 +9,7 @@ directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
     task: sentence             # sentence (classification) | token (NER; docs/token_tasks.md)
     seeds: [0]                 # student training seeds; several seeds give mean and _std
     device: auto               # auto | cpu | gpu | gpu:N
+    runtime: {nproc: 1, nnodes: 1, master: HOST:PORT}   # data-parallel processes (docs/distributed.md)
     data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format, columns, ...}
     teacher: {source: minilm-l6 | PATH | random, random: {ErnieConfig fields}, max_len,
               finetune: {enabled, max_train, train_layers, + TrainConfig fields},
@@ -205,6 +206,27 @@ class ExportSpec:
 
 
 @dataclass
+class RuntimeSpec:
+    """Processes of a run: ``nproc`` per machine (data parallel through
+    ``paddle.distributed.launch``; 1 = one process, as before), ``nnodes`` machines, ``master``
+    the first machine's host:port. ``distill run --nproc/--nnodes/--master`` override these."""
+
+    nproc: int = 1
+    nnodes: int = 1
+    master: Optional[str] = None
+
+    def recipe_check(self, where: "_Context", path: str) -> None:
+        for name in ("nproc", "nnodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                where.fail(f"{path}.{name}", f"must be a positive integer, got {value!r}")
+        if self.master is not None and not re.fullmatch(r"[^:\s]+:\d+", str(self.master)):
+            where.fail(f"{path}.master", f"expected host:port, got {self.master!r}")
+        if self.nnodes > 1 and self.master is None:
+            where.fail(f"{path}.master", "nnodes > 1 needs the first machine's host:port")
+
+
+@dataclass
 class Recipe:
     data: DataSpec
     teacher: TeacherSpec
@@ -215,6 +237,7 @@ class Recipe:
     device: str = "auto"
     name: Optional[str] = None
     task: typing.Literal["sentence", "token"] = "sentence"
+    runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
 
     def recipe_check(self, where: "_Context", path: str) -> None:
         if not self.students:
@@ -490,7 +513,10 @@ class LoadedRecipe:
         _Context(self.path or "recipe", self.lines, Path(self.base_dir)).fail(path, problem)
 
     def settings(self) -> dict:
-        return dataclasses.asdict(self.recipe)
+        settings = dataclasses.asdict(self.recipe)
+        if self.recipe.runtime == RuntimeSpec():  # one process: the settings as they always were
+            settings.pop("runtime")
+        return settings
 
 
 def parse_recipe(raw, source: str = "recipe", base_dir=".", lines=None) -> Recipe:

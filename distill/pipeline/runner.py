@@ -5,6 +5,7 @@
     distill run R.yaml --set students[0].train.epochs=3 --set teacher.max_len=64
     distill run R.yaml --seeds 0,1,2          # students trained with 3 seeds: mean and _std
     distill run R.yaml --force distill        # redo distillation and everything after it
+    distill run R.yaml --nproc 2              # data parallel: 2 processes (docs/distributed.md)
 
 Each stage writes into its own folder of the run directory (default ``runs/<recipe name>``)
 and is skipped on a re-run when its fingerprint (its settings plus those of the stages it
@@ -36,11 +37,16 @@ DATA_FILES = ("train", "dev", "test")
 # ------------------------------------------------------------------------------------ run
 def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional[List[str]] = None,
         seeds: Optional[List[int]] = None, log: Optional[Callable[[str], None]] = None,
-        base_dir=None) -> dict:
+        base_dir=None, nproc: Optional[int] = None, nnodes: Optional[int] = None,
+        master: Optional[str] = None) -> dict:
     """Run a recipe (YAML path or dict) and return the report dict (also in OUT/report.json).
 
     ``base_dir`` resolves a dict recipe's relative paths (default: the working directory).
+    ``nproc`` (processes per machine), ``nnodes`` and ``master`` override the recipe's
+    ``runtime``; more than one process re-runs this command under ``paddle.distributed.launch``.
     """
+    from distill.train import distributed
+
     loaded = load_recipe(recipe, overrides=overrides, base_dir=base_dir)
     if seeds:
         loaded.recipe.seeds = list(seeds)
@@ -52,11 +58,49 @@ def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional
 
         plan = TokenRunPlan(loaded, run_dir)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    say(f"distill run: recipe {loaded.path or '(dict)'} -> {run_dir}")
-    write_json(run_dir / "recipe.json", {"path": loaded.path, "settings": loaded.settings()})
+    rt = loaded.recipe.runtime
+    for flag, value in (("--nproc", nproc), ("--nnodes", nnodes)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be a positive integer, got {value}")
+    nproc, nnodes = nproc or rt.nproc, nnodes or rt.nnodes
+    master = master or rt.master
+    me = distributed.world()
+    if nproc * nnodes > 1 and not me.distributed:  # start the processes; they run the stages
+        return _launch(loaded, run_dir, plan, say, overrides, force, seeds, nproc, nnodes, master)
+    if me.main:
+        say(f"distill run: recipe {loaded.path or '(dict)'} -> {run_dir}"
+            + (f" ({me.size} processes)" if me.distributed else ""))
+        write_json(run_dir / "recipe.json", {"path": loaded.path, "settings": loaded.settings()})
     start = time.perf_counter()
     Pipeline(run_dir, plan.stages(), force=force, log=say).run()
     say(f"distill run: finished in {time.perf_counter() - start:.1f} s; report: {run_dir / 'report.md'}")
+    return read_json(run_dir / "report.json")
+
+
+def _launch(loaded: LoadedRecipe, run_dir: Path, plan: "RunPlan", say, overrides, force, seeds,
+            nproc: int, nnodes: int, master: Optional[str]) -> dict:
+    """``distill run`` again in ``nproc`` processes per node under ``paddle.distributed.launch``
+    (forced stages are discarded here, once); rank logs in ``RUN/launch/workerlog.N``."""
+    from distill.train import distributed
+
+    if loaded.path is None:
+        raise UserError("a recipe given as a dict runs in one process; write it to a YAML file "
+                        "to run it with nproc > 1")
+    if force:
+        Pipeline(run_dir, plan.stages(), force=force, log=say).discard_forced()
+    args = ["run", str(loaded.path), "--out", str(run_dir)]
+    for item in overrides or []:
+        args += ["--set", item]
+    if seeds:
+        args += ["--seeds", ",".join(str(s) for s in seeds)]
+    say(f"distill run: {nproc} process(es) per node x {nnodes} node(s) via paddle.distributed.launch; "
+        f"logs in {run_dir / 'launch'}")
+    code = distributed.launch(args, nproc=nproc, nnodes=nnodes, master=master,
+                              log_dir=run_dir / "launch")
+    if code != 0:
+        raise UserError(f"distill run: a process of the {nproc}-process run failed (exit {code}); "
+                        f"see {run_dir / 'launch'}/workerlog.*; running the same command again "
+                        "resumes the run")
     return read_json(run_dir / "report.json")
 
 
@@ -69,19 +113,25 @@ class RunPlan:
 
     # -------------------------------------------------------------------------- the graph
     def stages(self) -> List[Stage]:
+        from distill.train.distributed import world
+
         r = self.recipe
         common = {"device": r.device}
+        # data-parallel training differs (per-rank dropout streams): its stages remember the
+        # process count; one process keeps today's fingerprints. Soft labels do not depend on it.
+        size = world().size
+        trained = dict(common, processes=size) if size > 1 else common
         stages = [
             Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
-            Stage("teacher", "teacher", self.teacher, dict(common, teacher=_asdict(r.teacher),
-                                                           source=self._teacher_source_id(),
-                                                           seed=self.seeds[0]),
-                  deps=["fetch"], title="fine-tune teacher"),
+            Stage("teacher", "teacher", self.teacher, dict(trained, teacher=_asdict(r.teacher),
+                                                            source=self._teacher_source_id(),
+                                                            seed=self.seeds[0]),
+                  deps=["fetch"], title="fine-tune teacher", parallel=True),
             Stage("augment", "augment", self.augment, {"augment": _asdict(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
                   deps=["fetch"], title="augment training set"),
             Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_asdict(r.teacher.labels)),
-                  deps=["teacher", "augment"], title="teacher soft labels"),
+                  deps=["teacher", "augment"], title="teacher soft labels", parallel=True),
         ]
         for s in r.students:
             spec = _asdict(s)
@@ -89,14 +139,14 @@ class RunPlan:
                 if s.baseline:
                     stages.append(Stage(f"baseline/{s.name}/seed{seed}", "baseline",
                                         self._student_fn(s, seed, distilled=False),
-                                        dict(common, student=_without(spec, "loss"), seed=seed),
+                                        dict(trained, student=_without(spec, "loss"), seed=seed),
                                         deps=self._student_deps(s, distilled=False),
-                                        title=f"plain {s.name} (seed {seed})"))
+                                        title=f"plain {s.name} (seed {seed})", parallel=True))
                 stages.append(Stage(f"distill/{s.name}/seed{seed}", "distill",
                                     self._student_fn(s, seed, distilled=True),
-                                    dict(common, student=_without(spec, "baseline_train"), seed=seed),
+                                    dict(trained, student=_without(spec, "baseline_train"), seed=seed),
                                     deps=self._student_deps(s, distilled=True),
-                                    title=f"distil {s.name} (seed {seed})"))
+                                    title=f"distil {s.name} (seed {seed})", parallel=True))
         exports: List[str] = []
         if r.export.enabled:
             export_settings = _without(_asdict(r.export), "package", "teacher", "teacher_formats")
@@ -205,6 +255,7 @@ class RunPlan:
         from teachers import checkpoint as ckpt
         from teachers import finetune
         from distill.train import trainer
+        from distill.train.distributed import world
         from distill.data import examples as data
         task = self.task(ctx)
         t, seed = self.recipe.teacher, self.seeds[0]
@@ -231,7 +282,8 @@ class RunPlan:
             teacher.max_len = t.max_len
             dev, test = (_evaluate_model(teacher.model, teacher.tokenizer, rows, task.labels, t.max_len)
                          for rows in (task.dev, task.test))
-            ckpt.save_teacher(teacher, ctx.dir / "teacher")
+            if world().main:
+                ckpt.save_teacher(teacher, ctx.dir / "teacher")
             extra = {}
         return {"name": teacher.name, "params": count_parameters(teacher.model), "labels": list(task.labels),
                 "max_len": t.max_len, "dev": dev, "test": test, "dir": "teacher", **extra}
@@ -240,9 +292,13 @@ class RunPlan:
         """A randomly initialised ERNIE with a WordPiece vocabulary of the training texts (smoke)."""
         from teachers import checkpoint as ckpt
         from distill.text import tokenizer as tok
+        from distill.train import distributed
         from teachers import config as config_mod
         vocab = folder / "random_vocab.txt"
-        tok.write_wordpiece_vocab([t for ex in task.train for t in (ex.text_a, ex.text_b) if t], vocab)
+        if distributed.world().main:
+            tok.write_wordpiece_vocab([t for ex in task.train for t in (ex.text_a, ex.text_b) if t],
+                                      vocab)
+        distributed.barrier()  # the other ranks read rank 0's file
         tokenizer = tok.WordPieceTokenizer(vocab)
         settings = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
                     **self.recipe.teacher.random}
@@ -289,20 +345,39 @@ class RunPlan:
     def soft_labels(self, ctx: StageContext) -> dict:
         """Teacher logits for the training rows then the augmented rows, in chunks (resumable)."""
         from teachers import soft_labels as sl
+        from distill.train import distributed
         spec = self.recipe.teacher.labels
         teacher = self.load_teacher(ctx)
         task = self.task(ctx)
         examples = list(task.train) + list(self.augmented(ctx))
-        logits = sl.soft_labels(teacher, examples, ctx.dir, batch_size=spec.batch_size,
-                                chunk_batches=spec.chunk_batches, device=self.recipe.device,
-                                engine=spec.engine, threads=spec.threads, sessions=spec.sessions,
-                                engine_cache=ctx.dir / "engines")
+        options = dict(device=self.recipe.device, threads=spec.threads, sessions=spec.sessions,
+                       engine_cache=ctx.dir / "engines")
+        me = distributed.world()
+        start = time.perf_counter()
+        if me.main:  # export the engine once (cached), before anyone labels
+            sl.prepare_engine(teacher, spec.engine, **options)
+        distributed.barrier()
+        export_s, start = time.perf_counter() - start, time.perf_counter()
+        if me.distributed:  # rank r labels rows r, r+W, ...; rank 0 merges them after a barrier
+            sl.soft_labels(teacher, examples, ctx.dir, batch_size=spec.batch_size,
+                           chunk_batches=spec.chunk_batches, engine=spec.engine,
+                           shard=(me.rank, me.size), merge=False, **options)
+            distributed.barrier()
+            if not me.main:
+                return {}
+            logits = sl.merge_shards(ctx.dir, me.size)
+        else:
+            logits = sl.soft_labels(teacher, examples, ctx.dir, batch_size=spec.batch_size,
+                                    chunk_batches=spec.chunk_batches, engine=spec.engine,
+                                    **options)
+        label_s = time.perf_counter() - start  # all ranks' labelling, wall time (resumes: the rest)
         agree = float((logits[: len(task.train)].argmax(1) ==
                        _label_array(task.train, task.labels)).mean())
         engine = read_json(ctx.dir / "engine.json") if (ctx.dir / "engine.json").exists() else {}
         return {"rows": len(examples), "train_rows": len(task.train), "file": sl.MERGED,
                 "engine": engine.get("engine", spec.engine), "check": engine.get("check"),
-                "train_agreement": agree}
+                "train_agreement": agree, "processes": me.size,
+                "export_seconds": round(export_s, 3), "label_seconds": round(label_s, 3)}
 
     def _student_fn(self, spec: StudentSpec, seed: int, distilled: bool):
         def fn(ctx: StageContext) -> dict:

@@ -7,6 +7,11 @@ is written last and atomically. ``started.json`` records the fingerprint the fol
 work belongs to: a restart with the same fingerprint keeps it (the trainer and the soft labeller
 resume from their own checkpoints/chunks), a different fingerprint wipes the folder first.
 
+Data parallel (``distill run --nproc N``: every process runs this loop): a stage marked
+``parallel`` (fine-tuning, soft labels, student training) runs in every process; any other stage
+runs on rank 0 alone while the others wait for its ``done.json`` on the shared file system. Rank 0
+alone prepares folders and writes ``done.json``; every rank takes stage results from it.
+
 Test hook: ``DISTILL_KILL_AT="KEY:GLOB"`` makes the process SIGKILL itself as soon as a file
 matching GLOB appears in the folder of stage KEY while that stage runs (used by the
 interrupted-run tests; never set it otherwise).
@@ -24,6 +29,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 from distill.core.errors import UserError
 from distill.core.io import fingerprint, read_json, write_json
+from distill.train import distributed
 
 # Bump when a stage's outputs change meaning, so old run folders are recomputed.
 STAGE_FORMAT = 1
@@ -40,6 +46,7 @@ class Stage:
     settings: dict = field(default_factory=dict)
     deps: List[str] = field(default_factory=list)
     title: str = ""
+    parallel: bool = False                     # runs in every process of a data-parallel run
 
 
 @dataclass
@@ -112,33 +119,48 @@ class Pipeline:
         upstream = {d: self.fingerprints[d] for d in stage.deps}
         return fingerprint(STAGE_FORMAT, stage.kind, stage.settings, upstream)
 
+    def discard_forced(self) -> None:
+        """Delete the forced stages' folders (up front: a killed forced run still redoes them)."""
+        for key in self.forced:
+            shutil.rmtree(self.run_dir / key, ignore_errors=True)
+
     def run(self) -> Dict[str, StageRecord]:
         total = len(self.stages)
         results: Dict[str, dict] = {}
-        for key in self.forced:  # discarded up front: a killed forced run still redoes them all
-            shutil.rmtree(self.run_dir / key, ignore_errors=True)
+        me = distributed.init()
+        if me.main:
+            self.discard_forced()
+        distributed.barrier()
         for i, stage in enumerate(self.stages, 1):
             fp = self.fingerprint_of(stage)
             self.fingerprints[stage.key] = fp
             folder = self.run_dir / stage.key
             label = f"[{i}/{total}] {stage.title or stage.key}"
             done = folder / "done.json"
-            if done.exists():
-                info = read_json(done)
-                if info.get("fingerprint") == fp:
-                    rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
-                    self.records[stage.key], results[stage.key] = rec, rec.result
-                    self.log(f"{label}: done before (took {_fmt_seconds(rec.seconds)}), skipped")
-                    continue
-            self._prepare(folder, fp)
-            self.log(f"{label}: running ...")
-            start = time.perf_counter()
-            with _kill_hook(stage.key, folder):
-                seconds = {k: r.seconds for k, r in self.records.items()}
-                result = stage.fn(StageContext(stage, folder, self.run_dir, results, seconds)) or {}
-            seconds = time.perf_counter() - start
-            write_json(done, {"stage": stage.key, "fingerprint": fp, "seconds": round(seconds, 3),
-                              "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "result": result})
+            info = _done_info(done, fp)
+            if info is not None:
+                rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
+                self.records[stage.key], results[stage.key] = rec, rec.result
+                self.log(f"{label}: done before (took {_fmt_seconds(rec.seconds)}), skipped")
+                continue
+            if me.main:
+                self._prepare(folder, fp)
+            if stage.parallel:
+                distributed.barrier()  # rank 0 has prepared the folder
+            if me.main or stage.parallel:
+                self.log(f"{label}: running ...")
+                start = time.perf_counter()
+                with _kill_hook(stage.key, folder):
+                    seconds = {k: r.seconds for k, r in self.records.items()}
+                    result = stage.fn(StageContext(stage, folder, self.run_dir, results, seconds)) or {}
+                seconds = time.perf_counter() - start
+            if me.main:
+                write_json(done, {"stage": stage.key, "fingerprint": fp, "seconds": round(seconds, 3),
+                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "result": result})
+            else:  # rank 0's result, for every rank
+                distributed.wait_for(lambda: _done_info(done, fp) is not None, f"{done}")
+                info = _done_info(done, fp)
+                seconds, result = info.get("seconds", 0.0), info.get("result", {})
             rec = StageRecord(stage.key, fp, seconds, False, result)
             self.records[stage.key], results[stage.key] = rec, result
             self.log(f"{label}: finished in {_fmt_seconds(seconds)}")
@@ -155,6 +177,14 @@ class Pipeline:
         (folder / "done.json").unlink(missing_ok=True)
         if not keep:
             write_json(started, {"fingerprint": fp, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def _done_info(done: Path, fp: str) -> Optional[dict]:
+    """The stage's ``done.json`` when it exists with fingerprint ``fp``, else None."""
+    if not done.exists():
+        return None
+    info = read_json(done)
+    return info if info.get("fingerprint") == fp else None
 
 
 class _kill_hook:

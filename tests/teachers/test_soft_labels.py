@@ -133,3 +133,31 @@ def test_cli_label_sharded_then_merged(tmp_path, teacher, examples, direct):
     assert cli(["label", "--out", str(tmp_path / "labels"), "--merge"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "labels" / "soft_labels.npy"), direct,
                                atol=1e-5)
+
+
+def test_merge_is_checked_no_duplicate_no_stray_no_gap(tmp_path, teacher, examples):
+    """merge=False leaves the merge to the caller (rank 0 of a data-parallel run); the merge
+    refuses a shard that labels a row twice or holds a row of another shard."""
+    import shutil
+
+    from teachers.soft_labels import KEY_FILE, LabelStore
+    from distill.core.io import read_json
+
+    for i in range(2):
+        part = run(teacher, examples, tmp_path, shard=(i, 2), merge=False, engine="dygraph")
+        assert len(part) == len(range(i, len(examples), 2))
+    assert not (tmp_path / "soft_labels.npy").exists()  # nobody merged
+    good = tmp_path.parent / "good"
+    shutil.copytree(tmp_path, good)
+    store = LabelStore(tmp_path, read_json(tmp_path / KEY_FILE)["key"])
+    index, logits = store.done((0, 2))
+    store.write_chunk((0, 2), 99, index[:3], logits[:3])  # rows 0, 2, 4 again
+    with pytest.raises(UserError, match="labelled twice"):
+        merge_shards(tmp_path, 2)
+    (store.shard_dir((0, 2)) / "chunk-00099.npz").unlink()
+    store.write_chunk((0, 2), 99, np.array([1]), logits[:1])  # row 1 belongs to shard 1
+    with pytest.raises(UserError, match="outside shard 0/2"):
+        merge_shards(tmp_path, 2)
+    merged = merge_shards(good, 2)
+    np.testing.assert_allclose(merged, run(teacher, examples, tmp_path / "one", engine="dygraph"),
+                               atol=1e-5)

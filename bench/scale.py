@@ -1,0 +1,167 @@
+"""Data parallelism on this machine: the default recipe's fine-tuning, labelling and distillation
+at 1 and 2 processes, side by side, with rows/s and the ratios.
+
+    python -m bench.scale            # recipes/movies_en/bow_from_minilm.yaml (export off)
+    python -m bench.scale --quick    # the smoke recipe cut down (tiny teacher, BOW only, seconds)
+
+Three set-ups of the same recipe, each from scratch in ``runs/bench-scale[-quick]/<tag>``:
+``1p1t`` one process, one thread; ``1p2t`` one process with every core (what `distill run`
+does today); ``2p1t`` `distill run --nproc 2` (2 processes x 1 thread, gloo). On a CPU the
+honest comparison for `--nproc 2` is 1p2t (the same cores); 1p1t shows the scaling of one
+worker. Rates: training = rows trained / trainer step time (rank 0's wall time, all-reduce
+waits included); labelling = rows / labelling wall time (engine export excluded, all ranks
+to the merge). Accuracies (teacher, distilled student) say whether data parallelism kept quality.
+Writes bench/results/scale.md and .json; the last line is the summary.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, write_results
+
+DEFAULT = "recipes/movies_en/bow_from_minilm.yaml"
+QUICK = "recipes/smoke.yaml"
+SETUPS = (("1p1t", 1, 1), ("1p2t", 1, 2), ("2p1t", 2, 1))  # tag, processes, threads each
+
+
+def bench_recipe(recipe: str, quick: bool, folder: Path) -> Path:
+    """The recipe with export (not data-parallel) switched off; quick: one BOW student."""
+    raw = yaml.safe_load((ROOT / recipe).read_text())
+    base = (ROOT / recipe).parent
+    data = raw.get("data", {})
+    for split in ("train", "dev", "test"):
+        if split in data:
+            data[split] = str(base / data[split])
+    source = raw.get("teacher", {}).get("source")
+    if source and (base / source).exists():
+        raw["teacher"]["source"] = str(base / source)
+    raw["export"] = {"enabled": False}
+    if quick:
+        raw["students"] = [s for s in raw["students"] if s["kind"] == "bow"][:1] or raw["students"][:1]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def run_setup(recipe: Path, run_dir: Path, nproc: int, threads: int) -> float:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "distill", "run", str(recipe), "--out", str(run_dir),
+           "--nproc", str(nproc)]
+    start = time.perf_counter()
+    with open(str(run_dir) + ".log", "w") as log:
+        code = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); see {run_dir}.log")
+    return time.perf_counter() - start
+
+
+def _json(path: Path) -> Dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def trainer_rate(stage_dir: Path) -> Dict:
+    state = _json(stage_dir / "train" / "last" / "trainer_state.json").get("state", {})
+    seconds = state.get("train_time_s") or 0.0
+    rows = state.get("rows_trained") or 0
+    return {"rows": rows, "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds, 1) if seconds else None}
+
+
+def collect(run_dir: Path, wall: float) -> Dict:
+    report = _json(run_dir / "report.json")
+    labels = _json(run_dir / "soft_labels" / "done.json").get("result", {})
+    student = report["students"][0]
+    distill_dir = run_dir / "distill" / student["name"] / f"seed{report['recipe']['seeds'][0]}"
+    label_s = labels.get("label_seconds") or 0.0
+    return {
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": report.get("stage_seconds", {}),
+        "finetune": trainer_rate(run_dir / "teacher"),
+        "labelling": {"rows": labels.get("rows"), "seconds": label_s, "engine": labels.get("engine"),
+                      "export_seconds": labels.get("export_seconds"),
+                      "rows_per_s": round(labels["rows"] / label_s, 1) if label_s else None},
+        "distill": dict(trainer_rate(distill_dir), student=student["name"]),
+        "teacher_test_accuracy": (report["teacher"].get("test") or {}).get("accuracy"),
+        "student_test_accuracy": student["distilled"]["test"].get("accuracy"),
+    }
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def markdown(info: Dict) -> str:
+    res = info["setups"]
+    parts = (("fine-tuning", "finetune"), ("labelling", "labelling"), ("distillation", "distill"))
+    rows = []
+    for title, key in parts:
+        rates = {tag: res[tag][key]["rows_per_s"] for tag in res}
+        rows.append([title] + [rates.get(tag) for tag, _, _ in SETUPS]
+                    + [ratio(rates.get("2p1t"), rates.get("1p1t")),
+                       ratio(rates.get("2p1t"), rates.get("1p2t"))])
+    acc = [["teacher test accuracy"] + [res[t]["teacher_test_accuracy"] for t, _, _ in SETUPS],
+           ["distilled student test accuracy"] + [res[t]["student_test_accuracy"] for t, _, _ in SETUPS],
+           ["whole run, wall seconds"] + [res[t]["wall_seconds"] for t, _, _ in SETUPS]]
+    lab = res["2p1t"]["labelling"]
+    return "\n".join([
+        f"### Data-parallel scaling ({info['recipe']}{', quick' if info['quick'] else ''})", "",
+        "machine: " + machine_line(info["machine"]) + f"; load average at the end {info['load_end']}.",
+        "Rows/s per part at 1 process x 1 thread (1p1t), 1 process x 2 threads (1p2t, today's "
+        "default) and `--nproc 2` (2 processes x 1 thread, gloo), run one after the other.", "",
+        md_table(["rows/s", "1p1t", "1p2t", "2p1t", "2p1t / 1p1t", "2p1t / 1p2t"], rows), "",
+        md_table(["", "1p1t", "1p2t", "2p1t"], acc), "",
+        f"Labelling engine {lab['engine']}; engine export {lab['export_seconds']} s, excluded.",
+        "On a shared machine the rates move with the other jobs' load (stated above): compare "
+        "ratios, and treat a ratio measured under a load above the core count as a lower bound."])
+
+
+def summary(info: Dict) -> str:
+    res = info["setups"]
+    lab = {t: res[t]["labelling"]["rows_per_s"] for t in res}
+    return (f"scale: labelling 2 procs x 1 thread = {ratio(lab['2p1t'], lab['1p1t'])}x one process "
+            f"x 1 thread, {ratio(lab['2p1t'], lab['1p2t'])}x 1 process x 2 threads; fine-tuning "
+            f"{ratio(res['2p1t']['finetune']['rows_per_s'], res['1p2t']['finetune']['rows_per_s'])}x, "
+            f"distillation {ratio(res['2p1t']['distill']['rows_per_s'], res['1p2t']['distill']['rows_per_s'])}x "
+            f"of 1p2t (load {info['load_end']})")
+
+
+def main(argv=None) -> int:
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--recipe", default=None, help=f"default {DEFAULT} (--quick: {QUICK})")
+    parser.add_argument("--only", default=None, help="comma-separated set-ups (1p1t,1p2t,2p1t)")
+    args = parser.parse_args(argv)
+    recipe = args.recipe or (QUICK if args.quick else DEFAULT)
+    info = {"machine": machine(), "quick": args.quick, "recipe": recipe, "setups": {}}
+    print(machine_line(info["machine"]), flush=True)
+    base = ROOT / "runs" / ("bench-scale-quick" if args.quick else "bench-scale")
+    path = bench_recipe(recipe, args.quick, base)
+    only = set(args.only.split(",")) if args.only else None
+    for tag, nproc, threads in SETUPS:
+        if only and tag not in only:
+            continue
+        wall = run_setup(path, base / tag, nproc, threads)
+        info["setups"][tag] = collect(base / tag, wall)
+        print(f"{tag}: {json.dumps(info['setups'][tag])}", flush=True)
+    info["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    if set(info["setups"]) != {t for t, _, _ in SETUPS}:
+        print("partial run (--only): no table written")
+        return 0
+    out = write_results("scale", info, markdown(info), results_dir(args))
+    print(f"wrote {out}")
+    print(summary(info))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
