@@ -87,29 +87,28 @@ def select_device(name: str = "auto") -> str:
     return device
 
 
+def place_name(device: str) -> str:
+    """How Paddle prints the place of a tensor on ``device`` (``cpu`` -> ``Place(cpu)``)."""
+    return f"Place({device})"
+
+
 def place_layers(device: str, *layers) -> None:
     """Move every given layer (None skipped) to ``device``: the model, the loss (its projection
     layers) and a teacher the loss runs internally must all sit where the model is.
 
-    A layer already there is left alone: ``Layer.to`` fails on Paddle 2.6's LSTM, whose
-    zero-size ``_dropout_state`` buffer (place "undefined") cannot be copied (measured: BiLSTM
-    students on CPU)."""
-    import paddle
-
+    A layer already there is left alone (on CPU nothing moves: the one-process run is
+    unchanged): ``Layer.to`` fails on Paddle 2.6's LSTM, whose zero-size ``_dropout_state``
+    buffer (place "undefined") cannot be copied (measured: BiLSTM students on CPU)."""
     for layer in layers:
-        if layer is None:
-            continue
-        target = str(paddle.CPUPlace() if device == "cpu" else paddle.CUDAPlace(
-            int(device.split(":")[1]) if ":" in device else 0))
-        if {p for p in layer_devices(layer) if "undefined" not in p} <= {target}:
-            continue
-        layer.to(device=device)
+        if layer is not None and layer_devices(layer) - {place_name(device)}:
+            layer.to(device=device)
 
 
 def layer_devices(layer) -> set:
-    """The places (as strings, e.g. ``Place(cpu)``) of all parameters and buffers of ``layer``."""
+    """The places (as strings, e.g. ``Place(cpu)``) of all parameters and buffers of ``layer``
+    (buffers not allocated yet, such as an RNN's dropout state, have no place and are skipped)."""
     tensors = list(layer.parameters()) + list(layer.buffers())
-    return {str(t.place) for t in tensors}
+    return {str(t.place) for t in tensors} - {"Place(undefined:0)"}
 
 
 def use_amp(device: str, requested: bool = True) -> bool:

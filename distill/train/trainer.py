@@ -440,6 +440,12 @@ class Trainer:
         scaler = paddle.amp.GradScaler(enable=amp, init_loss_scaling=2.0 ** 15)
 
         state = self._resume(optimizer, scheduler, scaler, params)
+        if me.distributed:  # every rank read rank 0's last/: they must agree on where they are
+            where = (state.epoch, state.batch_in_epoch, state.step)
+            if distributed.broadcast_object(where) != where:
+                raise UserError(f"{self.last_dir}: the processes read different checkpoints "
+                                f"(rank {me.rank} at epoch/batch/step {where}); is {self.out_dir} "
+                                "on a file system all machines share?")
         if amp and level == "O2":  # FP16 weights with FP32 master copies (GPU only; see docs)
             paddle.amp.decorate(models=self.model, optimizers=optimizer, level="O2",
                                 master_weight=True, save_dtype="float32")

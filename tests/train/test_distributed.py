@@ -11,7 +11,11 @@ import pytest
 from distill.core.errors import UserError
 from distill.train import distributed
 from distill.train.device import (launched_gpu, layer_devices, parse_device, place_layers,
-                                  route_device, use_amp)
+                                  place_name, route_device, select_device, use_amp)
+
+
+def trainer_device(config):
+    return select_device(config.device)
 
 WORKER = Path(__file__).with_name("dp_step_worker.py")
 
@@ -91,7 +95,7 @@ def test_every_module_of_the_loss_lands_on_the_model_device(tmp_path):
     trainer = Trainer(student, loss, config, tmp_path)
     trainer.fit(BatchPlan(data, 4))
     model_place = layer_devices(student)
-    assert len(model_place) == 1
+    assert model_place == {place_name(trainer_device(config))}
     for layer in (loss, loss.teacher, loss.terms[1].projection):
         assert layer_devices(layer) == model_place
     # place_layers moves all it is given (None skipped)
