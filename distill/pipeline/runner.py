@@ -65,6 +65,9 @@ def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional
     nproc, nnodes = nproc or rt.nproc, nnodes or rt.nnodes
     master = master or rt.master
     me = distributed.world()
+    if nproc * nnodes > 1 and loaded.recipe.task == "token":
+        loaded.fail("runtime.nproc", "token (NER) recipes run in one process for now; data-parallel "
+                                     "runs cover sentence tasks (docs/distributed.md)")
     if nproc * nnodes > 1 and not me.distributed:  # start the processes; they run the stages
         return _launch(loaded, run_dir, plan, say, overrides, force, seeds, nproc, nnodes, master)
     if me.main:
