@@ -29,6 +29,6 @@ def run(recipe, out=None, **options):
         report = distill.run("recipes/smoke.yaml", out="runs/smoke")
         print(report["students"][0]["distilled"]["test"]["accuracy"])
     """
-    from distill.pipeline.runner import run as _run
+    from distill.pipeline.tasks import run as _run
 
     return _run(recipe, out=out, **options)

@@ -3,7 +3,7 @@ from typing import List, Optional
 
 from distill.pipeline import runner as library
 from distill.core.errors import RecipeError
-from distill.pipeline.runner import (run)
+from distill.pipeline.tasks import run  # sentence and token recipes
 from distill.train import distributed
 
 DESCRIPTION = library.__doc__

@@ -38,12 +38,14 @@ DATA_FILES = ("train", "dev", "test")
 def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional[List[str]] = None,
         seeds: Optional[List[int]] = None, log: Optional[Callable[[str], None]] = None,
         base_dir=None, nproc: Optional[int] = None, nnodes: Optional[int] = None,
-        master: Optional[str] = None) -> dict:
+        master: Optional[str] = None, plans: Optional[dict] = None) -> dict:
     """Run a recipe (YAML path or dict) and return the report dict (also in OUT/report.json).
 
     ``base_dir`` resolves a dict recipe's relative paths (default: the working directory).
     ``nproc`` (processes per machine), ``nnodes`` and ``master`` override the recipe's
     ``runtime``; more than one process re-runs this command under ``paddle.distributed.launch``.
+    ``plans`` maps a recipe's ``task`` to its RunPlan class (``distill.pipeline.tasks.run``
+    passes the token one); sentence recipes use ``RunPlan``.
     """
     from distill.train import distributed
 
@@ -52,11 +54,11 @@ def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional
         loaded.recipe.seeds = list(seeds)
     run_dir = Path(out) if out else Path("runs") / loaded.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    plan = RunPlan(loaded, run_dir)
-    if loaded.recipe.task == "token":  # NER recipes: the same stages, token parts
-        from distill.pipeline.token_runner import TokenRunPlan
-
-        plan = TokenRunPlan(loaded, run_dir)
+    plan_class = (plans or {}).get(loaded.recipe.task, RunPlan)
+    if loaded.recipe.task != "sentence" and plan_class is RunPlan:
+        raise UserError(f"recipe task '{loaded.recipe.task}': run it with "
+                        "distill.pipeline.tasks.run (or distill run / distill.run)")
+    plan = plan_class(loaded, run_dir)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     rt = loaded.recipe.runtime
     for flag, value in (("--nproc", nproc), ("--nnodes", nnodes)):

@@ -20,18 +20,30 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from distill.core.errors import PackageError, UserError
-from distill.serve.predict import Predictor, softmax
 from distill.text.tags import decode_spans, encode_spans
 from distill.text.token_encoding import encode_token_rows, split_text
 
 TOKEN_TASK = "token-classification"
 
 
-class TokenPredictor(Predictor):
-    """A loaded token-classification package; ``predict`` returns entity spans per text."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)  # (W, C)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
 
-    def __init__(self, *args, scheme: str = "bio", unit: str = "char", **kwargs):
-        super().__init__(*args, **kwargs)
+
+class TokenPredictor:
+    """A loaded token-classification package; ``predict`` returns entity spans per text.
+
+    Built by ``distill.serve.predict.load_package`` (same attributes as its ``Predictor``)."""
+
+    def __init__(self, session, encoder, labels: Sequence[str], max_len: int, text_pairs: bool,
+                 manifest: Dict[str, Any], config=None, shown=None, scheme: str = "bio",
+                 unit: str = "char"):
+        self.session, self.encoder = session, encoder
+        self.labels, self.max_len, self.text_pairs = list(labels), int(max_len), False
+        self.manifest, self.config, self.shown = manifest, config, shown
+        self.input_names = [i.name for i in session.get_inputs()]
         self.scheme, self.unit = scheme, unit
 
     def check_model(self) -> None:
