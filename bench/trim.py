@@ -1,7 +1,8 @@
 """Vocabulary trimming on a real model: MiniLM-L6 (30,522 WordPiece pieces) on movies_en.
 
-    python -m bench.trim            # probe on 2,000 train rows, test on 1,000 test rows
+    python -m bench.trim            # probe on 1,000 train rows, test on 500 test rows
     python -m bench.trim --quick    # 300 / 200 rows
+    python -m bench.trim --train-rows 2000 --test-rows 1300
 
 No fine-tuned teacher is needed: the MiniLM encoder is frozen and only its classification head is
 fitted (a logistic-regression probe on the pooled vector of ``--train-rows`` training sentences,
@@ -48,7 +49,7 @@ def fit_probe(teacher, texts, labels, max_len: int) -> None:
     teacher.model.classifier.bias.set_value(np.array([-bias / 2, bias / 2], dtype="float32"))
 
 
-def bench(quick: bool) -> Dict[str, object]:
+def bench(quick: bool, train_rows: int = 0, test_rows: int = 0) -> Dict[str, object]:
     from distill.data.examples import read_examples
     from distill.data.fetch import fetch
     from distill.export.exporter import ExportConfig, LoadedModel, export_model
@@ -56,7 +57,8 @@ def bench(quick: bool) -> Dict[str, object]:
     from distill.export.package import build_package
     from teachers.checkpoint import load_teacher
 
-    train_rows, test_rows = (300, 200) if quick else (2000, 1000)
+    train_rows = train_rows or (300 if quick else 1000)
+    test_rows = test_rows or (200 if quick else 500)
     max_len = 64
     info: Dict[str, object] = {"machine": machine(), "quick": quick, "train_rows": train_rows,
                                "test_rows": test_rows, "max_len": max_len}
@@ -143,8 +145,11 @@ def summary(info: Dict[str, object]) -> str:
 
 
 def main(argv=None) -> int:
-    args = base_parser(__doc__.split("\n")[0]).parse_args(argv)
-    info = bench(args.quick)
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--train-rows", type=int, default=0, help="rows the head is fitted on")
+    parser.add_argument("--test-rows", type=int, default=0, help="test rows measured")
+    args = parser.parse_args(argv)
+    info = bench(args.quick, args.train_rows, args.test_rows)
     path = write_results("trim", info, markdown(info), results_dir(args))
     print(f"wrote {path}")
     print(summary(info))
