@@ -11,10 +11,16 @@ honest comparison for `--nproc 2` is 1p2t (the same cores); 1p1t shows the scali
 worker. Rates: training = rows trained / trainer step time (rank 0's wall time, all-reduce
 waits included); labelling = rows / labelling wall time (engine export excluded, all ranks
 to the merge). Accuracies (teacher, distilled student) say whether data parallelism kept quality.
+A second part times labelling alone with the real teacher (MiniLM-L6, ONNX Runtime FP32, a
+fresh 2-label head: throughput does not depend on the head) on movies_en training rows through
+`distill label`: one process with 1 and 2 threads, and 2 processes x 1 thread under
+`paddle.distributed.launch` (each rank its shard; rate = rows / the slowest rank's labelling
+time, as printed by `distill label`; the engine export is done once before and excluded).
 Writes bench/results/scale.md and .json; the last line is the summary.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +35,8 @@ from bench.common import ROOT, base_parser, machine, machine_line, md_table, res
 DEFAULT = "recipes/movies_en/bow_from_minilm.yaml"
 QUICK = "recipes/smoke.yaml"
 SETUPS = (("1p1t", 1, 1), ("1p2t", 1, 2), ("2p1t", 2, 1))  # tag, processes, threads each
+LABEL_ROWS = {False: 3000, True: 600}  # MiniLM labelling part: rows (full, --quick)
+TIMING = re.compile(r"soft labels in ([0-9.]+) s")
 
 
 def bench_recipe(recipe: str, quick: bool, folder: Path) -> Path:
@@ -54,8 +62,7 @@ def bench_recipe(recipe: str, quick: bool, folder: Path) -> Path:
 def run_setup(recipe: Path, run_dir: Path, nproc: int, threads: int) -> float:
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = _env(threads)
     cmd = [sys.executable, "-m", "distill", "run", str(recipe), "--out", str(run_dir),
            "--nproc", str(nproc)]
     start = time.perf_counter()
@@ -128,18 +135,87 @@ def markdown(info: Dict) -> str:
 
 def summary(info: Dict) -> str:
     res = info["setups"]
-    lab = {t: res[t]["labelling"]["rows_per_s"] for t in res}
-    return (f"scale: labelling 2 procs x 1 thread = {ratio(lab['2p1t'], lab['1p1t'])}x one process "
+    mini = info["labelling"]
+    lab = {t: mini[t]["rows_per_s"] for t, _, _ in SETUPS}
+    return (f"scale: MiniLM labelling 2 procs x 1 thread = {ratio(lab['2p1t'], lab['1p1t'])}x one process "
             f"x 1 thread, {ratio(lab['2p1t'], lab['1p2t'])}x 1 process x 2 threads; fine-tuning "
             f"{ratio(res['2p1t']['finetune']['rows_per_s'], res['1p2t']['finetune']['rows_per_s'])}x, "
             f"distillation {ratio(res['2p1t']['distill']['rows_per_s'], res['1p2t']['distill']['rows_per_s'])}x "
             f"of 1p2t (load {info['load_end']})")
 
 
+def _env(threads: int) -> Dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def label_minilm(base: Path, rows: int) -> Dict:
+    """Labelling rows/s of MiniLM-L6 (ONNX FP32) at 1p1t, 1p2t and 2p1t through `distill label`."""
+    from distill.data import examples as ex
+    from distill.data import fetch
+    from distill.train import distributed
+    from teachers.checkpoint import load_teacher, save_teacher
+
+    base.mkdir(parents=True, exist_ok=True)
+    task = fetch.load_builtin_task("movies_en")
+    texts = base / "texts.jsonl"
+    ex.write_examples(texts, list(task.train)[:rows])
+    teacher_dir = base / "teacher"
+    if not (teacher_dir / "teacher.json").exists():
+        teacher = load_teacher("minilm-l6", num_labels=len(task.labels), seed=0)
+        teacher.labels, teacher.max_len = list(task.labels), 64
+        save_teacher(teacher, teacher_dir)
+    common = ["label", "--teacher", str(teacher_dir), "--input", str(texts), "--engine", "onnx",
+              "--engine-cache", str(base / "engines"), "--no-progress", "--batch-size", "64",
+              "--chunk-batches", "1000"]
+    # export once (cached for every set-up below), labelling a few rows
+    warm, warm_texts = base / "warm", base / "warm.jsonl"
+    shutil.rmtree(warm, ignore_errors=True)
+    ex.write_examples(warm_texts, list(task.train)[:64])
+    warm_args = [a if a != str(texts) else str(warm_texts) for a in common]
+    subprocess.run([sys.executable, "-m", "distill", *warm_args, "--out", str(warm), "--threads", "2"],
+                   cwd=ROOT, env=_env(2), check=True, capture_output=True)
+    out = {"rows": rows, "teacher": "minilm-l6", "engine": "onnx"}
+    for tag, nproc, threads in SETUPS:
+        folder = base / tag
+        shutil.rmtree(folder, ignore_errors=True)
+        args = common + ["--out", str(folder), "--threads", str(threads)]
+        if nproc == 1:
+            done = subprocess.run([sys.executable, "-m", "distill", *args], cwd=ROOT,
+                                  env=_env(threads), capture_output=True, text=True)
+            texts_out = [done.stdout]
+            code = done.returncode
+        else:
+            code = distributed.launch(args, nproc=nproc, log_dir=folder / "launch",
+                                      threads=threads, environ=_env(threads))
+            texts_out = [p.read_text() for p in sorted((folder / "launch").glob("workerlog.*"))]
+        times = [float(m.group(1)) for t in texts_out for m in TIMING.finditer(t)]
+        if code != 0 or len(times) != nproc:
+            raise SystemExit(f"labelling {tag} failed (exit {code}); see {folder}")
+        out[tag] = {"seconds": max(times), "rows_per_s": round(rows / max(times), 1),
+                    "per_rank_seconds": times}
+        print(f"labelling {tag}: {json.dumps(out[tag])}", flush=True)
+    return out
+
+
+def label_markdown(lab: Dict) -> List[str]:
+    rates = {t: lab[t]["rows_per_s"] for t, _, _ in SETUPS}
+    return [
+        "", f"Labelling alone, real teacher: {lab['teacher']} (ONNX Runtime FP32), {lab['rows']} "
+        "movies_en rows, `distill label`:", "",
+        md_table(["rows/s", "1p1t", "1p2t", "2p1t", "2p1t / 1p1t", "2p1t / 1p2t"],
+                 [["labelling"] + [rates[t] for t, _, _ in SETUPS]
+                  + [ratio(rates["2p1t"], rates["1p1t"]), ratio(rates["2p1t"], rates["1p2t"])]]),
+        "", "Target: 2 processes >= 1.8x one process with one thread."]
+
+
 def main(argv=None) -> int:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--recipe", default=None, help=f"default {DEFAULT} (--quick: {QUICK})")
     parser.add_argument("--only", default=None, help="comma-separated set-ups (1p1t,1p2t,2p1t)")
+    parser.add_argument("--labelling-only", action="store_true",
+                        help="only the MiniLM labelling part (no recipe runs)")
     args = parser.parse_args(argv)
     recipe = args.recipe or (QUICK if args.quick else DEFAULT)
     info = {"machine": machine(), "quick": args.quick, "recipe": recipe, "setups": {}}
@@ -148,16 +224,19 @@ def main(argv=None) -> int:
     path = bench_recipe(recipe, args.quick, base)
     only = set(args.only.split(",")) if args.only else None
     for tag, nproc, threads in SETUPS:
-        if only and tag not in only:
+        if (only and tag not in only) or args.labelling_only:
             continue
         wall = run_setup(path, base / tag, nproc, threads)
         info["setups"][tag] = collect(base / tag, wall)
         print(f"{tag}: {json.dumps(info['setups'][tag])}", flush=True)
+    info["labelling"] = label_minilm(base / "label", LABEL_ROWS[args.quick])
     info["load_end"] = [round(x, 2) for x in os.getloadavg()]
     if set(info["setups"]) != {t for t, _, _ in SETUPS}:
-        print("partial run (--only): no table written")
+        print("partial run: no table written")
+        print("labelling: " + json.dumps(info["labelling"]))
         return 0
-    out = write_results("scale", info, markdown(info), results_dir(args))
+    text = markdown(info) + "\n" + "\n".join(label_markdown(info["labelling"]))
+    out = write_results("scale", info, text, results_dir(args))
     print(f"wrote {out}")
     print(summary(info))
     return 0
