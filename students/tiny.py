@@ -109,7 +109,8 @@ def init_from_teacher(student: TinyStudent, teacher: ErnieForSequenceClassificat
     """Copy embeddings, the chosen layers, pooler and classifier from ``teacher``; returns the layers."""
     s_cfg, t_cfg = student.ernie_config, teacher.config
     for name in ("vocab_size", "hidden_size", "num_heads", "intermediate_size", "type_vocab_size",
-                 "max_position_embeddings", "use_task_id", "task_type_vocab_size", "pooling"):
+                 "max_position_embeddings", "use_task_id", "task_type_vocab_size", "pooling",
+                 "position_offset"):
         if getattr(s_cfg, name) != getattr(t_cfg, name):
             raise UserError(f"tiny student init='teacher': {name} is {getattr(s_cfg, name)} in the "
                             f"student but {getattr(t_cfg, name)} in the teacher; match it or use "

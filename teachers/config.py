@@ -15,6 +15,8 @@ from distill.core.io import read_json, write_json
 
 ACTIVATIONS = ("gelu", "relu")
 POOLINGS = ("cls", "mean")
+# PaddleNLP model families our encoder reproduces (their ``model_type`` and parameter prefix).
+FAMILIES = ("ernie", "ernie_gram", "ernie_m")
 
 
 class ConfigError(UserError):
@@ -29,6 +31,10 @@ class ErnieConfig:
     mean of the token states under the attention mask (sentence-transformers, e5).
     ``use_task_id`` adds ERNIE 2.0/3.0 task-type embeddings (``task_type_vocab_size`` rows, the
     constant ``task_id`` is looked up for every token); 0 rows / ``False`` = none, as in BERT.
+    ``type_vocab_size = 0``: no token-type (segment) embedding (ERNIE-M).
+    ``position_offset``: added to position ids 0..T-1 before the lookup (ERNIE-M: 2).
+    ``family``: which PaddleNLP model class the weights belong to (``ernie``, ``ernie_gram``,
+    ``ernie_m``); it names the parameter prefix and ``model_type`` when saving in PaddleNLP format.
     """
 
     vocab_size: int
@@ -48,6 +54,8 @@ class ErnieConfig:
     pad_token_id: int = 0
     pooling: str = "cls"
     initializer_range: float = 0.02
+    position_offset: int = 0
+    family: str = "ernie"
 
     def __post_init__(self):
         self.validate()
@@ -58,10 +66,19 @@ class ErnieConfig:
             raise ConfigError(f"{where}: field '{field}' {problem}")
 
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
+                     "max_position_embeddings"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(name, f"must be a positive integer, got {value!r}")
+        for name in ("type_vocab_size", "position_offset"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                bad(name, f"must be an integer >= 0, got {value!r}")
+        if self.position_offset >= self.max_position_embeddings:
+            bad("position_offset", f"= {self.position_offset} leaves no row of the "
+                                   f"{self.max_position_embeddings} position embeddings")
+        if self.family not in FAMILIES:
+            bad("family", f"must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if self.hidden_size % self.num_heads:
             bad("hidden_size",
                 f"= {self.hidden_size} is not divisible by num_heads = {self.num_heads}")

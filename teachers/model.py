@@ -36,14 +36,21 @@ def _layer_norm(config: ErnieConfig) -> nn.LayerNorm:
 
 
 class ErnieEmbeddings(nn.Layer):
-    """word + position + token type (+ task type) embeddings, then LayerNorm and dropout."""
+    """word + position (+ token type) (+ task type) embeddings, then LayerNorm and dropout.
+
+    Position ids are ``config.position_offset + 0..T-1`` (ERNIE-M starts at 2); there is no
+    token-type table when ``config.type_vocab_size`` is 0 (ERNIE-M).
+    """
 
     def __init__(self, config: ErnieConfig):
         super().__init__()
         H, attr = config.hidden_size, _weight_attr(config)
         self.word_embeddings = nn.Embedding(config.vocab_size, H, weight_attr=attr)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, H, weight_attr=attr)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, H, weight_attr=attr)
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, H, weight_attr=attr)
+            if config.type_vocab_size > 0 else None)
+        self.position_offset = config.position_offset
         self.task_id = config.task_id
         self.task_type_embeddings = (
             nn.Embedding(config.task_type_vocab_size, H, weight_attr=attr)
@@ -55,8 +62,11 @@ class ErnieEmbeddings(nn.Layer):
         # input_ids, token_type_ids: (B, T) int64
         ones = paddle.ones_like(input_ids)
         position_ids = paddle.cumsum(ones, axis=1) - ones                    # (B, T) 0..T-1
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
-             + self.token_type_embeddings(token_type_ids))                   # (B, T, H)
+        if self.position_offset:
+            position_ids = position_ids + self.position_offset               # (B, T) off..off+T-1
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, T, H)
+        if self.token_type_embeddings is not None:
+            x = x + self.token_type_embeddings(token_type_ids)               # (B, T, H)
         if self.task_type_embeddings is not None:
             x = x + self.task_type_embeddings(ones * self.task_id)           # (B, T, H)
         return self.dropout(self.layer_norm(x))                              # (B, T, H)

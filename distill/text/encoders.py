@@ -7,6 +7,7 @@ from pathlib import Path
 
 from distill.core.errors import UserError
 from distill.core.io import read_json
+from distill.text.ernie_tokenizers import ErnieMTokenizer, ErnieTinyTokenizer
 from distill.text.ngrams import NgramVocab
 from distill.text.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
 from distill.text.vocab import WordVocab
@@ -18,6 +19,8 @@ INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 ENCODER_TYPES = {
     "wordpiece": WordPieceTokenizer,
     "sentencepiece": SentencePieceTokenizer,
+    "ernie-tiny": ErnieTinyTokenizer,
+    "ernie-m": ErnieMTokenizer,
     "words": WordVocab,
     "words-ngram": NgramVocab,
 }

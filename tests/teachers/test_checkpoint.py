@@ -416,7 +416,7 @@ def test_head_size_conflict_and_bad_sources(tmp_path):
         load_teacher(tmp_path / "nowhere")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "weights.ckpt").write_text("x")
-    with pytest.raises(CheckpointError, match=r"junk: no known checkpoint layout \(found: weights.ckpt\)"):
+    with pytest.raises(CheckpointError, match=r"junk: no known checkpoint layout. Found: weights.ckpt. Expected one of: .*PaddleNLP"):
         load_teacher(tmp_path / "junk")
     with pytest.raises(CheckpointError, match="pooling"):
         load_teacher(tmp_path / "nlp", pooling="max")
@@ -431,7 +431,11 @@ def test_save_and_reload_gives_identical_logits(tmp_path):
     save_teacher(teacher, tmp_path / "out" / "teacher")
     save_teacher(teacher, tmp_path / "out" / "teacher")  # replacing an existing one is atomic too
     assert sorted(os.listdir(tmp_path / "out")) == ["teacher"]
-    assert sorted(os.listdir(tmp_path / "out" / "teacher")) == [
+    assert sorted(os.listdir(tmp_path / "out" / "teacher")) == [  # canonical + PaddleNLP's files
+        "config.json", "encoder.json", "ernie_config.json", "model_state.pdparams", "teacher.json",
+        "tokenizer_config.json", "vocab.txt"]
+    save_teacher(teacher, tmp_path / "canonical", save_format="canonical")
+    assert sorted(os.listdir(tmp_path / "canonical")) == [
         "encoder.json", "ernie_config.json", "model_state.pdparams", "teacher.json", "vocab.txt"]
     again = load_teacher(tmp_path / "out" / "teacher")
     assert (again.labels, again.max_len, again.name) == (["neg", "pos"], 64, "hf")
