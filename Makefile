@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench bench-quick gpu-check clean
+.PHONY: install test test-parity demo bench bench-quick gpu-check clean
 
 install: $(STAMP)
 
@@ -24,6 +24,20 @@ test: install
 	$(BIN)/python -m pytest -q -m "not e2e"
 	$(BIN)/python -m pytest -q -m e2e
 
+# Parity with PaddleNLP / transformers (tests/teachers/test_parity.py): the references live in a
+# venv of their own (their pins clash with ours), built once and reused while the pins hold.
+PARITY := .venv-parity
+PARITY_REQ := tests/teachers/parity-requirements.txt
+
+$(PARITY)/.installed: $(PARITY_REQ)
+	test -x $(PARITY)/bin/python || $(PYTHON) -m venv $(PARITY)
+	$(PARITY)/bin/python -m pip install -q --upgrade pip
+	$(PARITY)/bin/python -m pip install -q -r $(PARITY_REQ)
+	touch $@
+
+test-parity: install $(PARITY)/.installed
+	PARITY_PYTHON=$(abspath $(PARITY))/bin/python $(BIN)/python -m pytest -q -m parity tests/teachers/test_parity.py
+
 demo: install
 	$(BIN)/distill run recipes/movies_en/bow_from_minilm.yaml --out runs/demo
 
@@ -39,4 +53,4 @@ gpu-check: install
 	PYTHON=$(BIN)/python bash bench/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PARITY) build *.egg-info

@@ -506,13 +506,17 @@ def _paddlenlp_tokenizer(directory: Path, family: PaddleNLPFamily):
     specials = {k: cfg[k] for k in ("unk_token", "cls_token", "sep_token", "pad_token",
                                     "mask_token") if isinstance(cfg.get(k), str)}
     has = lambda name: (directory / name).exists()  # noqa: E731
+    if not cls_name:  # no tokenizer_config.json: the files present, else the model's family
+        if has(ErnieTinyTokenizer.MODEL_FILE) and has(ErnieTinyTokenizer.WORD_DICT_FILE):
+            cls_name = "ErnieTinyTokenizer"
+        elif has(ErnieMTokenizer.MODEL_FILE) or (family.model_type == "ernie_m"
+                                                 and not has("vocab.txt")):
+            cls_name = "ErnieMTokenizer"
     try:
-        if cls_name.startswith("ErnieTiny") or (not cls_name and has(
-                ErnieTinyTokenizer.MODEL_FILE) and has(ErnieTinyTokenizer.WORD_DICT_FILE)):
+        if cls_name.startswith("ErnieTiny"):
             return ErnieTinyTokenizer.from_files(
                 directory, lowercase=bool(cfg.get("do_lower_case", True)), **specials)
-        if cls_name.startswith("ErnieM") or (not cls_name and has(ErnieMTokenizer.MODEL_FILE)) \
-                or family.model_type == "ernie_m":
+        if cls_name.startswith("ErnieM"):
             return ErnieMTokenizer.from_files(
                 directory, lowercase=bool(cfg.get("do_lower_case", False)), **specials)
         return _wordpiece(directory)

@@ -7,7 +7,8 @@
 
 The run folder gets ``train/`` (the trainer's ``metrics.jsonl``, ``best/``, ``last/``; an
 interrupted run resumes when the same command is repeated), ``teacher/`` (the fine-tuned teacher
-in the canonical format, loadable with ``load_teacher``) and ``finetune.json`` (dev/test
+in the canonical format, loadable with ``load_teacher``; with ``--save-format paddlenlp`` (or
+by default when possible) also a PaddleNLP model folder) and ``finetune.json`` (dev/test
 accuracy and macro-F1, training time).
 """
 import logging
@@ -72,10 +73,13 @@ def freeze_lower_layers(model, train_layers: int) -> List[str]:
 
 
 def finetune(teacher, task, config, out_dir, max_len: int = 128,
-             train_layers: Optional[int] = None, eval_batch_size: Optional[int] = None) -> Dict:
+             train_layers: Optional[int] = None, eval_batch_size: Optional[int] = None,
+             save_format: str = "auto") -> Dict:
     """Fine-tune ``teacher`` (a ``teachers.checkpoint.Teacher``) on ``task`` with ``config`` (a
     ``distill.train.trainer.TrainConfig``); the teacher is updated in place (best dev weights, labels,
-    max_len) and saved to ``out_dir/teacher``. Returns dev/test metrics and timings."""
+    max_len) and saved to ``out_dir/teacher`` (``save_format``: see ``save_teacher``; ``auto``
+    makes it a PaddleNLP model folder too whenever the teacher can be one). Returns dev/test
+    metrics and timings."""
     from distill.data.batching import BatchPlan, encode_examples
     from distill.train.losses import build_loss
     from distill.train.device import seed_everything
@@ -121,9 +125,14 @@ def finetune(teacher, task, config, out_dir, max_len: int = 128,
         "test": evaluate(teacher.model, test_plan) if test_plan else None,
         "teacher_dir": str(out_dir / "teacher"),
     }
+<<<<<<< HEAD
     if world().main:  # data parallel: every rank holds the same weights, rank 0 writes them
         save_teacher(teacher, out_dir / "teacher")
         write_json(out_dir / "finetune.json", result)
+=======
+    save_teacher(teacher, out_dir / "teacher", save_format=save_format)
+    write_json(out_dir / "finetune.json", result)
+>>>>>>> 72564ba (distill convert; finetune --save-format; parity suite against PaddleNLP/transformers (make test-parity, .venv-parity); PaddleNLP-format nano recipe e2e test; docs/teachers.md)
     return result
 
 

@@ -18,6 +18,7 @@ from distill.core.errors import UserError
 COMMANDS = {
     "fetch": "download built-in data sets and teacher weights into the cache",
     "augment": "expand a training file with mask / POS / n-gram rules",
+    "convert": "convert a teacher checkpoint (ERNIE, PaddleNLP, HF) to this tool's/PaddleNLP's layout",
     "finetune": "fine-tune an ERNIE-family teacher on a task",
     "label": "write the teacher's logits (soft labels) for a text file",
     "train": "train a student, plain or distilled from soft labels",

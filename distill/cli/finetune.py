@@ -17,6 +17,12 @@ def add_arguments(parser) -> None:
     data.add_argument("--limit-train", type=int, default=None, metavar="N",
                       help="train on a seeded random subset of N examples")
     parser.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    parser.add_argument("--save-format", choices=["auto", "canonical", "paddlenlp"],
+                        default="auto",
+                        help="OUT/teacher: paddlenlp = also a PaddleNLP model folder "
+                             "(AutoModelForSequenceClassification.from_pretrained), or an error "
+                             "before training when the teacher cannot be one; auto = when "
+                             "possible (default); canonical = this tool's files only")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=2)
     train.add_argument("--lr", type=float, default=5e-5)
@@ -56,8 +62,15 @@ def main(args) -> int:
                          device=args.device, amp=not args.no_amp, seed=args.seed,
                          progress=not args.no_progress)
     teacher = load_teacher(args.teacher, num_labels=len(task.labels))
+    if args.save_format == "paddlenlp":  # fail before hours of training, not after
+        from teachers.checkpoint import paddlenlp_problems
+
+        problems = paddlenlp_problems(teacher)
+        if problems:
+            raise UserError(f"--save-format paddlenlp: teacher {teacher.name} cannot be saved "
+                            f"in PaddleNLP format: " + "; ".join(problems))
     result = finetune(teacher, task, config, args.out, max_len=args.max_len,
-                      train_layers=args.train_layers)
+                      train_layers=args.train_layers, save_format=args.save_format)
     dev, test = result["dev"] or {}, result["test"] or {}
     print(f"fine-tuned {teacher.name} on {task.name}: dev accuracy {dev.get('accuracy', 'n/a')}, "
           f"test accuracy {test.get('accuracy', 'n/a')}, {result['train_time_s']} s training "
