@@ -434,6 +434,7 @@ class PaddleNLPFamily:
     defaults: Dict[str, Any]  # the config class's defaults for keys config.json may omit
     position_offset: int = 0
     token_types: bool = True
+    ffn_4h: bool = False      # the FFN is 4 x hidden_size whatever intermediate_size says
 
 
 PADDLENLP_FAMILIES = {
@@ -445,10 +446,11 @@ PADDLENLP_FAMILIES = {
     # hidden_size, so only embedding_size == hidden_size runs (ernie-gram-zh: 768 = 768)
     "ernie_gram": PaddleNLPFamily("ernie_gram", "ErnieGram", 1e-5, dict(
         vocab_size=18018, type_vocab_size=2, max_position_embeddings=512, pad_token_id=0)),
-    # ErnieMModel: no token types, position ids start at 2 (XLM-R style), pad id 1, epsilon 1e-5
+    # ErnieMModel: no token types, position ids start at 2 (XLM-R style), pad id 1, epsilon
+    # 1e-5, FFN width 4 x hidden (its intermediate_size is never read)
     "ernie_m": PaddleNLPFamily("ernie_m", "ErnieM", 1e-5, dict(
         vocab_size=250002, max_position_embeddings=514, pad_token_id=1),
-        position_offset=2, token_types=False),
+        position_offset=2, token_types=False, ffn_4h=True),
 }
 
 
@@ -551,6 +553,8 @@ def read_paddlenlp(directory: Path) -> RawCheckpoint:
                                      position_offset=family.position_offset)
     if not family.token_types:
         overrides["type_vocab_size"] = 0
+    if family.ffn_4h:
+        overrides["intermediate_size"] = 4 * int(data["hidden_size"])
     if family.model_type != "ernie":
         overrides.update(use_task_id=False, task_type_vocab_size=0)
     else:
@@ -774,6 +778,9 @@ def paddlenlp_problems(teacher: Teacher) -> List[str]:
     if (config.type_vocab_size > 0) != family.token_types:
         problems.append(f"type_vocab_size = {config.type_vocab_size} does not fit "
                         f"{family.model_type}")
+    if family.ffn_4h and config.intermediate_size != 4 * config.hidden_size:
+        problems.append(f"its FFN is {config.intermediate_size} wide and PaddleNLP's "
+                        f"{family.model_type} always uses 4 x hidden = {4 * config.hidden_size}")
     if config.use_task_id and family.model_type != "ernie":
         problems.append(f"{family.model_type} has no task-type embeddings")
     if isinstance(tok, WordPieceTokenizer):

@@ -114,14 +114,26 @@ def roundtrip(job):
              classes=np.array([type(model).__name__, type(tok).__name__]))
 
 
+def _error_path(job):
+    return job.get("out") or f"{job['dir']}/reference"
+
+
 def main(path):
+    """Runs every job; a failing one leaves ``<out>.error`` with its traceback (the test shows
+    it) instead of stopping the others."""
+    import traceback
+
     jobs = json.load(open(path, encoding="utf-8"))
-    for job in jobs.get("models", []):
-        (hf_model if job["family"] == "hf_ernie" else paddle_model)(job)
-    for job in jobs.get("tokenizers", []):
-        tokenize(job)
-    for job in jobs.get("roundtrip", []):
-        roundtrip(job)
+    runs = [(hf_model if job["family"] == "hf_ernie" else paddle_model, job)
+            for job in jobs.get("models", [])]
+    runs += [(tokenize, job) for job in jobs.get("tokenizers", [])]
+    runs += [(roundtrip, job) for job in jobs.get("roundtrip", [])]
+    for fn, job in runs:
+        try:
+            fn(job)
+        except Exception:  # noqa: BLE001
+            with open(_error_path(job) + ".error", "w", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
     print("reference done", flush=True)
 
 

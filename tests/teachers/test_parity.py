@@ -256,7 +256,7 @@ def work(tmp_path_factory):
     m_tok = ErnieMTokenizer.from_files(tok_dirs["ernie-m"])
     ours["random-ernie-m"] = random_teacher(
         ErnieConfig(vocab_size=VOCAB, hidden_size=64, num_layers=2, num_heads=4,
-                    intermediate_size=128, max_position_embeddings=514, type_vocab_size=0,
+                    intermediate_size=256, max_position_embeddings=514, type_vocab_size=0,
                     position_offset=2, layer_norm_eps=1e-5, family="ernie_m"),
         m_tok, num_labels=2, seed=2, max_len=40)
     for name, t in ours.items():
@@ -272,6 +272,13 @@ def work(tmp_path_factory):
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-10000:])
     assert proc.returncode == 0, "the reference script failed (its output is above)"
     return {"root": root, "texts": texts, "tok_dirs": tok_dirs, "ours": ours}
+
+
+def reference_error(path):
+    """Fail with the reference's traceback when its job for ``path`` failed."""
+    error = Path(str(path) + ".error")
+    if error.exists():
+        pytest.fail("the reference failed:\n" + error.read_text(encoding="utf-8")[-4000:])
 
 
 def run_ours(teacher, batch):
@@ -296,6 +303,7 @@ def test_model_outputs_match_the_reference(work, name):
     assert teacher.config.family == expected_family
     assert teacher.config.num_layers == config["num_hidden_layers"]
     assert teacher.config.use_task_id == bool(config.get("use_task_id"))
+    reference_error(folder / "reference")
     batch = dict(np.load(folder / "batch.npz"))
     assert batch["attention_mask"].min() == 0 and batch["token_type_ids"].max() in (0, 1)
     ref = np.load(folder / "reference.npz")
@@ -321,6 +329,7 @@ def test_tokenizer_matches_paddlenlp_on_1000_mixed_sentences(work, kind):
     tok = {"ernie": lambda: WordPieceTokenizer(folder / "vocab.txt"),
            "ernie-tiny": lambda: ErnieTinyTokenizer.from_files(folder),
            "ernie-m": lambda: ErnieMTokenizer.from_files(folder)}[kind]()
+    reference_error(work["root"] / f"tokens-{kind}.json")
     ref = json.loads((work["root"] / f"tokens-{kind}.json").read_text(encoding="utf-8"))
     texts = work["texts"]
     half = len(texts) // 2
@@ -347,6 +356,7 @@ def test_tokenizer_matches_paddlenlp_on_1000_mixed_sentences(work, kind):
                                   "random-ernie-m"])
 def test_saved_in_paddlenlp_format_paddlenlp_gives_the_same_logits(work, name):
     teacher = work["ours"][name]
+    reference_error(work["root"] / f"{name}.npz")
     ref = np.load(work["root"] / f"{name}.npz")
     model_cls, tok_cls = ref["classes"].tolist()
     assert model_cls.endswith("ForSequenceClassification") and tok_cls.startswith("Ernie")
