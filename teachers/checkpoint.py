@@ -366,7 +366,8 @@ def config_from_json(data: dict, where: str, layer_norm_eps: float, pooling: str
         raise CheckpointError(str(err)) from None
 
 
-def _wordpiece(directory: Path) -> WordPieceTokenizer:
+def _wordpiece(directory: Path, paddlenlp: bool = False) -> WordPieceTokenizer:
+    """WordPiece from ``vocab.txt``; ``paddlenlp``: PaddleNLP ErnieTokenizer's conventions."""
     vocab = directory / "vocab.txt"
     if not vocab.exists():
         raise CheckpointError(f"{directory}: vocab.txt is missing")
@@ -374,7 +375,7 @@ def _wordpiece(directory: Path) -> WordPieceTokenizer:
     for name in ("tokenizer_config.json",):
         if (directory / name).exists():
             lowercase = bool(_read_json(directory / name).get("do_lower_case", True))
-    return WordPieceTokenizer(vocab, lowercase=lowercase)
+    return WordPieceTokenizer(vocab, lowercase=lowercase, paddlenlp=paddlenlp)
 
 
 def _load_pdparams(path: Path) -> Dict[str, np.ndarray]:
@@ -435,6 +436,7 @@ class PaddleNLPFamily:
     position_offset: int = 0
     token_types: bool = True
     ffn_4h: bool = False      # the FFN is 4 x hidden_size whatever intermediate_size says
+    zero_pad: bool = True     # word embedding built with padding_idx: the pad token reads zeros
 
 
 PADDLENLP_FAMILIES = {
@@ -450,7 +452,7 @@ PADDLENLP_FAMILIES = {
     # 1e-5, FFN width 4 x hidden (its intermediate_size is never read)
     "ernie_m": PaddleNLPFamily("ernie_m", "ErnieM", 1e-5, dict(
         vocab_size=250002, max_position_embeddings=514, pad_token_id=1),
-        position_offset=2, token_types=False, ffn_4h=True),
+        position_offset=2, token_types=False, ffn_4h=True, zero_pad=False),
 }
 
 
@@ -521,7 +523,7 @@ def _paddlenlp_tokenizer(directory: Path, family: PaddleNLPFamily):
         if cls_name.startswith("ErnieM"):
             return ErnieMTokenizer.from_files(
                 directory, lowercase=bool(cfg.get("do_lower_case", False)), **specials)
-        return _wordpiece(directory)
+        return _wordpiece(directory, paddlenlp=True)
     except TokenizerError as err:
         raise CheckpointError(f"{directory}: tokenizer: {err}") from None
 
@@ -550,7 +552,8 @@ def read_paddlenlp(directory: Path) -> RawCheckpoint:
             f"and cannot run such a model either")
     data["layer_norm_eps"] = family.layer_norm_eps  # the model class fixes it, whatever is written
     overrides: Dict[str, Any] = dict(family=family.model_type,
-                                     position_offset=family.position_offset)
+                                     position_offset=family.position_offset,
+                                     zero_pad_embedding=family.zero_pad)
     if not family.token_types:
         overrides["type_vocab_size"] = 0
     if family.ffn_4h:

@@ -33,6 +33,8 @@ class ErnieConfig:
     constant ``task_id`` is looked up for every token); 0 rows / ``False`` = none, as in BERT.
     ``type_vocab_size = 0``: no token-type (segment) embedding (ERNIE-M).
     ``position_offset``: added to position ids 0..T-1 before the lookup (ERNIE-M: 2).
+    ``zero_pad_embedding``: the pad token's word embedding is looked up as zeros (PaddleNLP's
+    ``ernie``/``ernie_gram`` build it with ``padding_idx``); only padded positions change.
     ``family``: which PaddleNLP model class the weights belong to (``ernie``, ``ernie_gram``,
     ``ernie_m``); it names the parameter prefix and ``model_type`` when saving in PaddleNLP format.
     """
@@ -55,6 +57,7 @@ class ErnieConfig:
     pooling: str = "cls"
     initializer_range: float = 0.02
     position_offset: int = 0
+    zero_pad_embedding: bool = False
     family: str = "ernie"
 
     def __post_init__(self):

@@ -51,6 +51,7 @@ class ErnieEmbeddings(nn.Layer):
             nn.Embedding(config.type_vocab_size, H, weight_attr=attr)
             if config.type_vocab_size > 0 else None)
         self.position_offset = config.position_offset
+        self.pad_id = config.pad_token_id if config.zero_pad_embedding else None
         self.task_id = config.task_id
         self.task_type_embeddings = (
             nn.Embedding(config.task_type_vocab_size, H, weight_attr=attr)
@@ -64,7 +65,10 @@ class ErnieEmbeddings(nn.Layer):
         position_ids = paddle.cumsum(ones, axis=1) - ones                    # (B, T) 0..T-1
         if self.position_offset:
             position_ids = position_ids + self.position_offset               # (B, T) off..off+T-1
-        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, T, H)
+        words = self.word_embeddings(input_ids)                              # (B, T, H)
+        if self.pad_id is not None:  # as Embedding(padding_idx=pad): the pad token reads zeros
+            words = words * paddle.cast(input_ids != self.pad_id, words.dtype).unsqueeze(-1)
+        x = words + self.position_embeddings(position_ids)                   # (B, T, H)
         if self.token_type_embeddings is not None:
             x = x + self.token_type_embeddings(token_type_ids)               # (B, T, H)
         if self.task_type_embeddings is not None:

@@ -133,7 +133,8 @@ def trim_tokenizer(encoder, keep: Sequence[int]):
                                   strip_accents=encoder.strip_accents,
                                   unk_token=encoder.unk_token, cls_token=encoder.cls_token,
                                   sep_token=encoder.sep_token, pad_token=encoder.pad_token,
-                                  mask_token=encoder.mask_token)
+                                  mask_token=encoder.mask_token,
+                                  paddlenlp=getattr(encoder, "paddlenlp", False))
     if encoder.kind == "sentencepiece":
         from distill.text.tokenizer import SentencePieceTokenizer
 

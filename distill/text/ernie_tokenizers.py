@@ -28,36 +28,17 @@ import itertools
 import pickle
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from distill.core.io import atomic_path, write_json
 from distill.text.tokenizer import (ENCODER_FILE, TokenizerError, _check_batch, _pad,
-                                    _read_meta, read_vocab_file)
+                                    _read_meta, paddlenlp_longest_first, read_vocab_file)
 
 SPIECE_UNDERLINE = "\u2581"
 # ERNIE-M splits pieces after each of these (and each CJK character).
 ERNIE_M_PUNCT = set(",;:.?!~，；：。？！《》【】")
-
-
-def paddlenlp_longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
-    """Lengths kept by PaddleNLP's longest-first truncation of a pair into ``budget`` tokens: one
-    token at a time is removed from the longer side, from the second side when they are equal."""
-    excess = len_a + len_b - budget
-    if excess <= 0:
-        return len_a, len_b
-    # remove from the longer side until equal, then alternate (second side first)
-    gap = abs(len_a - len_b)
-    first = min(gap, excess)
-    if len_a > len_b:
-        len_a -= first
-    else:
-        len_b -= first
-    rest = excess - first
-    len_b -= (rest + 1) // 2
-    len_a -= rest // 2
-    return max(len_a, 0), max(len_b, 0)
 
 
 class _NoGlobals(pickle.Unpickler):

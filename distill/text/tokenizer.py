@@ -43,6 +43,26 @@ def longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
     return (short, long_) if len_a <= len_b else (long_, short)
 
 
+def paddlenlp_longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
+    """Lengths kept by PaddleNLP's longest-first truncation of a pair into ``budget`` tokens: one
+    token at a time is removed from the longer side, from the second side when they are equal."""
+    excess = len_a + len_b - budget
+    if excess <= 0:
+        return len_a, len_b
+    first = min(abs(len_a - len_b), excess)  # from the longer side until both are equal
+    if len_a > len_b:
+        len_a -= first
+    else:
+        len_b -= first
+    rest = excess - first                    # then alternately, the second side first
+    return max(len_a - rest // 2, 0), max(len_b - (rest + 1) // 2, 0)
+
+
+# PaddleNLP's BasicTokenizer splits these off as tokens of their own (after lowercasing), besides
+# punctuation: every Unicode symbol (category S*: emoji, currency, math, ...) and a few others.
+PADDLENLP_SYMBOLS = r"[\p{S}\x{00AD}\x{00B2}\x{00BA}\x{3007}\x{00B5}\x{00D8}\x{014B}\x{01B1}]"
+
+
 def _check_batch(texts_a: Sequence[str], texts_b: Optional[Sequence[str]], max_len: int,
                  specials: int):
     if isinstance(texts_a, str):
@@ -98,7 +118,10 @@ class WordPieceTokenizer:
     split one by one, optional lowercase + accent stripping) + BertPreTokenizer + WordPiece.
 
     ``vocab``: a vocab.txt path or the token list in id order. Special tokens written in the
-    text (``[MASK]`` from augmentation) map to their ids.
+    text (``[MASK]`` from augmentation) map to their ids. ``paddlenlp=True``: PaddleNLP's
+    ``ErnieTokenizer`` conventions, which ERNIE checkpoints from PaddleNLP were trained with:
+    symbols (emoji, ``²``, ``©``...) are split off as their own tokens, and pairs are truncated
+    one token at a time from the longer side (the second on ties).
     """
 
     kind = "wordpiece"
@@ -106,8 +129,8 @@ class WordPieceTokenizer:
     def __init__(self, vocab: Union[str, Path, Sequence[str]], lowercase: bool = True,
                  strip_accents: Optional[bool] = None, unk_token: str = "[UNK]",
                  cls_token: str = "[CLS]", sep_token: str = "[SEP]", pad_token: str = "[PAD]",
-                 mask_token: str = "[MASK]"):
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+                 mask_token: str = "[MASK]", paddlenlp: bool = False):
+        from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 
         source = str(vocab) if isinstance(vocab, (str, Path)) else "vocabulary"
         is_file = isinstance(vocab, (str, Path))
@@ -130,6 +153,11 @@ class WordPieceTokenizer:
             clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
             lowercase=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        self.paddlenlp = bool(paddlenlp)
+        if self.paddlenlp:
+            tok.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.BertPreTokenizer(),
+                pre_tokenizers.Split(Regex(PADDLENLP_SYMBOLS), behavior="isolated")])
         cls_id, sep_id = ids[cls_token], ids[sep_token]
         tok.post_processor = processors.TemplateProcessing(
             single=f"{cls_token} $A {sep_token}",
@@ -166,6 +194,8 @@ class WordPieceTokenizer:
         _check_batch(texts_a, texts_b, max_len, 2 if texts_b is None else 3)
         if not len(texts_a):
             return _pad([], [], self.pad_id)
+        if self.paddlenlp and texts_b is not None:
+            return self._encode_pairs_paddlenlp(texts_a, texts_b, max_len)
         self._tok.enable_truncation(max_len, strategy="longest_first")
         self._tok.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
         inputs = list(texts_a) if texts_b is None else list(zip(texts_a, texts_b))
@@ -173,6 +203,21 @@ class WordPieceTokenizer:
         return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
                 "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+
+    def _encode_pairs_paddlenlp(self, texts_a, texts_b, max_len: int) -> Dict[str, np.ndarray]:
+        """[CLS] a [SEP] b [SEP] with PaddleNLP's pair truncation."""
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        side_a = self._tok.encode_batch(list(texts_a), add_special_tokens=False)
+        side_b = self._tok.encode_batch(list(texts_b), add_special_tokens=False)
+        cls, sep = self._ids[self.cls_token], self._ids[self.sep_token]
+        rows, types = [], []
+        for a, b in zip(side_a, side_b):
+            na, nb = paddlenlp_longest_first(len(a.ids), len(b.ids), max_len - 3)
+            first, second = [cls] + a.ids[:na] + [sep], b.ids[:nb] + [sep]
+            rows.append(first + second)
+            types.append([0] * len(first) + [1] * len(second))
+        return _pad(rows, types, self.pad_id)
 
     def hf_tokenizer(self, max_len: int):
         """This tokenizer as a standalone ``tokenizers.Tokenizer`` (what ``tokenizer.json``
@@ -194,7 +239,8 @@ class WordPieceTokenizer:
             "type": self.kind, "vocab": "vocab.txt", "lowercase": self.lowercase,
             "strip_accents": self.strip_accents, "unk_token": self.unk_token,
             "cls_token": self.cls_token, "sep_token": self.sep_token,
-            "pad_token": self.pad_token, "mask_token": self.mask_token})
+            "pad_token": self.pad_token, "mask_token": self.mask_token,
+            "paddlenlp": self.paddlenlp})
 
     @classmethod
     def load(cls, directory) -> "WordPieceTokenizer":

@@ -44,8 +44,9 @@ def strip_ours(folder):
 
 
 @pytest.mark.parametrize("family, extra", [
-    ("ernie", dict(type_vocab_size=4, use_task_id=True, task_type_vocab_size=16, task_id=2)),
-    ("ernie_gram", dict(layer_norm_eps=1e-5)),
+    ("ernie", dict(type_vocab_size=4, use_task_id=True, task_type_vocab_size=16, task_id=2,
+                   zero_pad_embedding=True)),
+    ("ernie_gram", dict(layer_norm_eps=1e-5, zero_pad_embedding=True)),
     ("ernie_m", dict(layer_norm_eps=1e-5, type_vocab_size=0, position_offset=2,
                      intermediate_size=64))])
 def test_each_family_saves_as_paddlenlp_and_loads_back(tmp_path, tok, family, extra):

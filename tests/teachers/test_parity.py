@@ -239,7 +239,7 @@ def work(tmp_path_factory):
     smoke = Path(__file__).resolve().parents[2] / "recipes" / "data" / "smoke"
     task = load_task(smoke / "train.tsv", smoke / "dev.tsv", smoke / "test.tsv", name="smoke")
     ours = {}
-    wordpiece = WordPieceTokenizer(tok_dirs["ernie"] / "vocab.txt")
+    wordpiece = WordPieceTokenizer(tok_dirs["ernie"] / "vocab.txt", paddlenlp=True)
     nano = ErnieConfig(vocab_size=VOCAB, hidden_size=312, num_layers=4, num_heads=12,
                        intermediate_size=1248, max_position_embeddings=2048, type_vocab_size=4,
                        use_task_id=True, task_type_vocab_size=16, hidden_dropout=0.0,
@@ -326,7 +326,7 @@ def test_tokenizer_matches_paddlenlp_on_1000_mixed_sentences(work, kind):
     from distill.text.tokenizer import WordPieceTokenizer
 
     folder = work["tok_dirs"][kind]
-    tok = {"ernie": lambda: WordPieceTokenizer(folder / "vocab.txt"),
+    tok = {"ernie": lambda: WordPieceTokenizer(folder / "vocab.txt", paddlenlp=True),
            "ernie-tiny": lambda: ErnieTinyTokenizer.from_files(folder),
            "ernie-m": lambda: ErnieMTokenizer.from_files(folder)}[kind]()
     reference_error(work["root"] / f"tokens-{kind}.json")

@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from distill.text.encoders import load_encoder
-from distill.text.ernie_tokenizers import (ErnieMTokenizer, ErnieTinyTokenizer,
-                                           paddlenlp_longest_first, read_word_dict)
-from distill.text.tokenizer import TokenizerError
+from distill.text.ernie_tokenizers import ErnieMTokenizer, ErnieTinyTokenizer, read_word_dict
+from distill.text.tokenizer import TokenizerError, WordPieceTokenizer, paddlenlp_longest_first
 
 TEXTS = ["今天天气不错，我们去公园散步", "The movie was GREAT 2026年", "人工智能 model [MASK] 好",
          "百度飞桨 hello world!", "ok"]
@@ -93,3 +92,15 @@ def test_word_dictionary_pickle_cannot_run_code(tmp_path):
     assert not (tmp_path / "pwned").exists()
     (tmp_path / "ok.pickle").write_bytes(pickle.dumps({"今天": 3, "天气": 1}))
     assert read_word_dict(tmp_path / "ok.pickle") == ["今天", "天气"]
+
+
+def test_wordpiece_in_paddlenlp_mode_splits_symbols_and_truncates_pairs_its_way():
+    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"] + list("abcdefxyz²😀") + ["phone"]
+    plain, nlp = WordPieceTokenizer(vocab), WordPieceTokenizer(vocab, paddlenlp=True)
+    assert plain.tokenize("😀phone x²") == ["[UNK]", "[UNK]"]
+    assert nlp.tokenize("😀phone x²") == ["😀", "phone", "x", "²"]
+    batch = nlp.encode(["a b c d e"], ["x y z f a"], max_len=9)  # 5 + 5 -> 3 + 3
+    assert batch["input_ids"][0].tolist() == [1, 5, 6, 7, 2, 11, 12, 13, 2]
+    assert batch["token_type_ids"][0].tolist() == [0] * 5 + [1] * 4
+    batch = nlp.encode(["a b c d e"], ["x y z f"], max_len=8)  # 5 + 4 -> 3 + 2 (a loses first)
+    assert batch["input_ids"][0].tolist() == [1, 5, 6, 7, 2, 11, 12, 2]
