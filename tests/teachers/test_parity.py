@@ -120,8 +120,9 @@ def ernie_vocab(texts, path):
 
     tmp = path.with_suffix(".tmp")
     write_wordpiece_vocab(texts, tmp, max_words=300)
+    rare = set("鱻燚😀ⅷ")  # left out: the corpus meets [UNK]
     tokens = [t for t in tmp.read_text(encoding="utf-8").splitlines()
-              if t not in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")]
+              if t not in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") and not rare & set(t)]
     tokens = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"] + tokens[:40] + ["[UNK]"] + tokens[40:]
     path.write_text("".join(t + "\n" for t in tokens[:VOCAB]), encoding="utf-8")
     tmp.unlink()
@@ -336,10 +337,10 @@ def test_tokenizer_matches_paddlenlp_on_1000_mixed_sentences(work, kind):
     assert len(texts) == 1000
     unk = tok.token_to_id(tok.unk_token)
     single = _unpadded(tok.encode(texts, max_len=512))
-    assert sum(row.count(unk) for row in single) > 0  # unknown pieces are exercised
     mismatches = [i for i, (a, b) in enumerate(zip(single, ref["single"])) if a != b]
     assert not mismatches, (f"{len(mismatches)} of 1000 differ, first: {texts[mismatches[0]]!r}: "
                             f"{single[mismatches[0]]} vs {ref['single'][mismatches[0]]}")
+    assert sum(row.count(unk) for row in single) > 0  # unknown pieces are exercised
     pairs = tok.encode(texts[:half], texts[half:], max_len=512)
     assert _unpadded(pairs) == ref["pair"]
     if kind != "ernie-m":  # PaddleNLP's ERNIE-M tokenizer returns no token types
