@@ -125,14 +125,9 @@ def finetune(teacher, task, config, out_dir, max_len: int = 128,
         "test": evaluate(teacher.model, test_plan) if test_plan else None,
         "teacher_dir": str(out_dir / "teacher"),
     }
-<<<<<<< HEAD
     if world().main:  # data parallel: every rank holds the same weights, rank 0 writes them
-        save_teacher(teacher, out_dir / "teacher")
+        save_teacher(teacher, out_dir / "teacher", save_format=save_format)
         write_json(out_dir / "finetune.json", result)
-=======
-    save_teacher(teacher, out_dir / "teacher", save_format=save_format)
-    write_json(out_dir / "finetune.json", result)
->>>>>>> 72564ba (distill convert; finetune --save-format; parity suite against PaddleNLP/transformers (make test-parity, .venv-parity); PaddleNLP-format nano recipe e2e test; docs/teachers.md)
     return result
 
 
