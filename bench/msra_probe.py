@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dev", type=int, default=300)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--kinds", default="cnn,lstm")
+    parser.add_argument("--plain-only", action="store_true",
+                        help="no teacher: plain taggers and their INT8 export only")
+    parser.add_argument("--epochs", type=int, default=8, help="plain taggers' epochs")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,6 +72,10 @@ def main(argv=None) -> int:
                    "test_sentences": len(task.test), "teacher_train": args.teacher_train,
                    "note": "seeded samples of MSRA; one seed; not the full task"})
 
+    if args.plain_only:
+        for kind in args.kinds.split(","):
+            _plain_and_int8(kind, task, out, args.epochs, save, results)
+        return 0
     teacher_dir = out / "teacher"
     if not (teacher_dir / "teacher" / "teacher.json").exists():
         teacher = token_teacher(load_teacher("e5-small"), task.tags, seed=0)
@@ -134,6 +141,38 @@ def main(argv=None) -> int:
                                     for r in export.reports]
             save(key, entry)
     return 0
+
+
+def _plain_and_int8(kind, task, out, epochs, save, results):
+    """A plain tagger on gold tags, then its ONNX FP32/INT8 export judged on dev entity F1."""
+    from distill.export.exporter import ExportConfig
+    from distill.export.token_export import export_token_model
+    from students.train_tokens import default_token_train_config, train_token_student
+
+    key = f"{kind}_plain_only"
+    if key in results:
+        return
+    config = {"cnn": {"emb_dim": 128, "filter_sizes": [3, 5], "num_filters": 128,
+                      "num_layers": 2},
+              "lstm": {"emb_dim": 128, "hidden_size": 128}}[kind]
+    start = time.time()
+    result = train_token_student(kind, config, task, out / key, default_token_train_config(
+        kind, epochs=epochs, batch_size=32, lr=2e-3, patience=2, progress=False), max_len=128,
+        progress=False)
+    export = export_token_model(out / key / "student", out / key / "export",
+                                eval_examples=task.dev, test_examples=task.test,
+                                calib_examples=task.train, tags=task.tags, scheme=task.scheme,
+                                config=ExportConfig(formats=("onnx", "onnx-int8"), threads=1,
+                                                    calib_size=100))
+    save(key, {"dev": result["dev"], "test": result["test"], "params": result["parameters"],
+               "epochs_run": result["fit"]["epochs_run"], "wall_s": round(time.time() - start, 1),
+               "exports": [{"format": r.format, "size_bytes": r.size_bytes,
+                            "dev_f1": (r.dev or {}).get("f1"), "test_f1": (r.test or {}).get("f1"),
+                            "f1_drop_points": r.details.get("f1_drop_points"),
+                            "token_argmax_agreement": r.parity["argmax_agreement"],
+                            "latency_ms_b1_p50": r.latency_ms_b1["p50"],
+                            "accepted": r.accepted, "reason": r.reason}
+                           for r in export.reports]})
 
 
 if __name__ == "__main__":
