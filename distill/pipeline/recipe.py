@@ -14,6 +14,8 @@ directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
     teacher: {source: minilm-l6 | PATH | random, random: {ErnieConfig fields}, max_len,
               finetune: {enabled, max_train, train_layers, + TrainConfig fields},
               labels: {batch_size, engine: onnx | paddle, chunk_batches}}
+             or a list of those: an ensemble, each fine-tuned and labelling on its own
+    ensemble: {rule: logits | probabilities, weights: dev | equal | [w, ...], grid_step}
     augment: {enabled, max_source, + AugmentConfig fields (n_iter, p_mask, p_pos, p_ng, seed...)}
     students: [{name, kind, config: {the kind's config}, vocab: VocabConfig, loss: LossConfig,
                 baseline, train: TrainConfig, baseline_train, max_len}]
@@ -32,7 +34,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -144,6 +146,26 @@ class TeacherSpec:
 
 
 @dataclass
+class EnsembleSpec:
+    """How the soft labels of several teachers (``teacher`` given as a list) are combined
+    (``teachers.ensemble``): mean of logits or of probabilities, weights chosen on dev."""
+
+    rule: typing.Literal["logits", "probabilities"] = "logits"
+    weights: Union[str, List[float]] = "dev"  # dev | equal | one number per teacher
+    grid_step: float = 0.1                   # weights: dev searches multiples of this
+
+    def recipe_check(self, where: "_Context", path: str) -> None:
+        if isinstance(self.weights, str) and self.weights not in ("dev", "equal"):
+            where.fail(f"{path}.weights", f"'{self.weights}': use dev, equal or a list of numbers")
+        if isinstance(self.weights, list) and (any(w < 0 for w in self.weights)
+                                               or sum(self.weights) <= 0):
+            where.fail(f"{path}.weights", "weights must be >= 0 with a positive sum")
+        n = round(1.0 / self.grid_step) if self.grid_step > 0 else 0
+        if n < 1 or abs(n * self.grid_step - 1.0) > 1e-9:
+            where.fail(f"{path}.grid_step", f"{self.grid_step} must divide 1 (0.1, 0.25, 0.5 ...)")
+
+
+@dataclass
 class AugmentSpec:
     """Data augmentation of the training set; other keys are ``AugmentConfig`` fields (n_iter,
     p_mask, p_pos, p_ng, ngram_range, seed, lang, tagger, workers, ...)."""
@@ -229,9 +251,10 @@ class RuntimeSpec:
 @dataclass
 class Recipe:
     data: DataSpec
-    teacher: TeacherSpec
+    teacher: Union[TeacherSpec, List[TeacherSpec]]  # a list: an ensemble (see ``teachers()``)
     students: List[StudentSpec]
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
     export: ExportSpec = field(default_factory=ExportSpec)
     seeds: List[int] = field(default_factory=lambda: [0])
     device: str = "auto"
@@ -239,7 +262,18 @@ class Recipe:
     task: typing.Literal["sentence", "token"] = "sentence"
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
 
+    def teachers(self) -> List[TeacherSpec]:
+        """Every teacher; the first is the primary one (augmentation's mask token, the tiny
+        student's tokenizer and layers, online loss terms)."""
+        return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
+
     def recipe_check(self, where: "_Context", path: str) -> None:
+        if isinstance(self.teacher, list) and not self.teacher:
+            where.fail("teacher", "list at least one teacher")
+        weights = self.ensemble.weights
+        if isinstance(weights, list) and len(weights) != len(self.teachers()):
+            where.fail("ensemble.weights", f"{len(weights)} weights for {len(self.teachers())} "
+                                           f"teachers")
         if not self.students:
             where.fail("students", "list at least one student")
         names = [s.name for s in self.students]
@@ -299,6 +333,16 @@ def _type_name(tp) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
+def _shape_of(tp) -> str:
+    """``list``, ``mapping`` or ``other``: what kind of YAML value a type takes."""
+    origin = typing.get_origin(tp) or tp
+    if origin in (list, List, tuple):
+        return "list"
+    if origin in (dict, Dict) or dataclasses.is_dataclass(tp):
+        return "mapping"
+    return "other"
+
+
 def _convert(tp, value, path: str, ctx: _Context, meta=None):
     """Check ``value`` against type ``tp``; return it converted (dataclasses built)."""
     meta = meta or {}
@@ -309,6 +353,9 @@ def _convert(tp, value, path: str, ctx: _Context, meta=None):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) > 1:  # a list or a mapping picks its own option, so errors stay precise
+            shaped = [o for o in options if _shape_of(o) == _shape_of(type(value))]
+            options = shaped if len(shaped) == 1 else options
         if len(options) == 1:
             return _convert(options[0], value, path, ctx, meta)
         for option in options:

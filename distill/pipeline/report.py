@@ -97,6 +97,15 @@ def render_markdown(report: dict) -> str:
                  f"Accuracies in percent on the test set"
                  + (f", mean ± std over seeds {report['recipe'].get('seeds')}" if len(report['recipe'].get('seeds', [0])) > 1 else "")
                  + ".")
+    ens = t.get("ensemble")
+    if ens:
+        lines += ["", f"Teacher: an ensemble ({ens['rule']} averaged, weights chosen on "
+                      f"{ens['chosen_on']}) of " + ", ".join(
+                          f"{m['name']} (weight {m['weight']:.2f}, dev "
+                          f"{_pct((m.get('dev') or {}).get('accuracy'))}, test "
+                          f"{_pct((m.get('test') or {}).get('accuracy'))})" for m in ens["members"])
+                  + "; the teacher's accuracy below is the ensemble's, its exports and speed the "
+                    "first member's."]
     if report.get("selection"):
         lines += ["", "Selection on dev only: " + ", ".join(
             f"{k.replace('_', ' ')} by {v}" for k, v in report["selection"].items() if k != "test")

@@ -115,6 +115,7 @@ class RunPlan:
     def __init__(self, loaded: LoadedRecipe, run_dir: Path):
         self.loaded, self.recipe, self.run_dir = loaded, loaded.recipe, run_dir
         self.seeds = list(self.recipe.seeds)
+        self.teachers = self.recipe.teachers()  # [0]: the primary teacher
 
     # -------------------------------------------------------------------------- the graph
     def stages(self) -> List[Stage]:
@@ -128,16 +129,17 @@ class RunPlan:
         trained = dict(common, processes=size) if size > 1 else common
         stages = [
             Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
-            Stage("teacher", "teacher", self.teacher, dict(trained, teacher=_asdict(r.teacher),
+            Stage("teacher", "teacher", self.teacher, dict(trained, teacher=_asdict(self.teachers[0]),
                                                             source=self._teacher_source_id(),
                                                             seed=self.seeds[0]),
                   deps=["fetch"], title="fine-tune teacher", parallel=True),
             Stage("augment", "augment", self.augment, {"augment": _asdict(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
                   deps=["fetch"], title="augment training set"),
-            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_asdict(r.teacher.labels)),
+            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_asdict(self.teachers[0].labels)),
                   deps=["teacher", "augment"], title="teacher soft labels", parallel=True),
         ]
+        stages += self._ensemble_stages(common, trained)
         for s in r.students:
             spec = _asdict(s)
             for seed in self.seeds:
@@ -185,8 +187,84 @@ class RunPlan:
         if s.kind == "tiny":
             deps.append("teacher")  # its tokenizer, and optionally its layers for initialisation
         if distilled:
-            deps.append("soft_labels")
+            deps.append(self._labels_stage())
         return deps
+
+    # ------------------------------------------------------------------ teacher ensembles
+    def _labels_stage(self) -> str:
+        """The stage whose ``soft_labels.npy`` the students learn from."""
+        return "ensemble" if len(self.teachers) > 1 else "soft_labels"
+
+    def _ensemble_stages(self, common: dict, trained: dict) -> List[Stage]:
+        """Teachers 2..K (``teacher-1``, ``soft_labels-1``, ...) and the ``ensemble`` stage."""
+        if len(self.teachers) == 1:
+            return []
+        stages = []
+        for i, t in enumerate(self.teachers[1:], 1):
+            stages.append(Stage(_teacher_key(i), "teacher", self._teacher_fn(i),
+                                dict(trained, teacher=_asdict(t), source=self._teacher_source_id(i),
+                                     seed=self.seeds[0]),
+                                deps=["fetch"], title=f"fine-tune teacher {i + 1}", parallel=True))
+            stages.append(Stage(_labels_key(i), "soft_labels", self._labels_fn(i),
+                                dict(common, labels=_asdict(t.labels)),
+                                deps=[_teacher_key(i), "augment"], title=f"teacher {i + 1} soft labels",
+                                parallel=True))
+        keys = [k for i in range(len(self.teachers)) for k in (_teacher_key(i), _labels_key(i))]
+        stages.append(Stage("ensemble", "ensemble", self.ensemble,
+                            dict(common, ensemble=_asdict(self.recipe.ensemble)),
+                            deps=["fetch"] + keys, title="combine the teachers' soft labels"))
+        return stages
+
+    def _teacher_fn(self, index: int):
+        return lambda ctx: self.teacher(ctx, index)
+
+    def _labels_fn(self, index: int):
+        return lambda ctx: self.soft_labels(ctx, index)
+
+    def ensemble(self, ctx: StageContext) -> dict:
+        """Every teacher's logits on dev and test, the weights chosen on dev, and the combined
+        soft labels of the training + augmented rows (``teachers.ensemble``)."""
+        from distill.core.io import atomic_path
+        from distill.data.examples import label_ids
+        from distill.train.metrics import classification_metrics
+        from teachers import ensemble as ens
+        from teachers import soft_labels as sl
+
+        task, spec = self.task(ctx), self.recipe.ensemble
+        if not task.dev and spec.weights == "dev":
+            raise UserError("ensemble.weights 'dev' needs dev rows; give weights: equal or a list")
+        rows = list(task.dev) + list(task.test)
+        dev_z, test_z, train_z, members = [], [], [], []
+        for i, t in enumerate(self.teachers):
+            teacher = self.load_teacher(ctx, _teacher_key(i))
+            z = sl.soft_labels(teacher, rows, ctx.dir / f"eval-{i}", batch_size=t.labels.batch_size,
+                               device=self.recipe.device, engine=t.labels.engine,
+                               threads=t.labels.threads, sessions=t.labels.sessions,
+                               engine_cache=ctx.dir / "engines", progress=False)
+            dev_z.append(z[:len(task.dev)])
+            test_z.append(z[len(task.dev):])
+            key = _labels_key(i)
+            train_z.append(np.load(ctx.dep_dir(key) / ctx.result(key)["file"]))
+            members.append({"name": ctx.result(_teacher_key(i))["name"], "stage": _teacher_key(i)})
+        y_dev = label_ids(task.dev, task.labels) if task.dev else np.zeros(0, dtype=np.int64)
+        y_test = label_ids(task.test, task.labels) if task.test else None
+        choice = ens.choose_weights(dev_z, y_dev, spec.rule, spec.weights, spec.grid_step)
+        weights = choice["weights"]
+
+        def scores(z, y):
+            return classification_metrics(y, z.argmax(1)) if y is not None and len(y) else None
+
+        for member, w, dz, tz in zip(members, weights, dev_z, test_z):
+            member.update(weight=w, dev=scores(dz, y_dev), test=scores(tz, y_test))
+        combined = ens.combine(train_z, weights, spec.rule)  # (N, C)
+        with atomic_path(ctx.dir / "soft_labels.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, combined)
+        return {"file": "soft_labels.npy", "rows": int(len(combined)), "rule": spec.rule,
+                "weights": weights, "chosen_on": choice["chosen_on"], "members": members,
+                "name": " + ".join(m["name"] for m in members),
+                "dev": scores(ens.combine(dev_z, weights, spec.rule), y_dev),
+                "test": scores(ens.combine(test_z, weights, spec.rule), y_test)}
 
     def _data_settings(self) -> dict:
         d = self.recipe.data
@@ -196,10 +274,10 @@ class RunPlan:
         settings["teacher_source"] = self._teacher_source_id()
         return settings
 
-    def _teacher_source_id(self):
+    def _teacher_source_id(self, index: int = 0):
         """What identifies the teacher's starting weights: a built-in name, or the files' hashes."""
-        t = self.recipe.teacher
-        path = self.teacher_path()
+        t = self.teachers[index]
+        path = self.teacher_path(index)
         if path is None:
             return {"name": t.source, "random": t.random if t.source == "random" else None}
         files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
@@ -207,16 +285,17 @@ class RunPlan:
                                                                                 p.stat().st_mtime_ns]
                                              for p in files}}
 
-    def teacher_path(self) -> Optional[Path]:
+    def teacher_path(self, index: int = 0) -> Optional[Path]:
         """The teacher checkpoint path when ``teacher.source`` is one (relative to the recipe)."""
-        source = self.recipe.teacher.source
+        source = self.teachers[index].source
         if source == "random":
             return None
         candidate = Path(self.loaded.base_dir) / source
         if candidate.exists():
             return candidate.resolve()
         if "/" in source or source.startswith("."):
-            self.loaded.fail("teacher.source", f"checkpoint not found: {source} (looked for {candidate})")
+            where = f"teacher[{index}].source" if len(self.teachers) > 1 else "teacher.source"
+            self.loaded.fail(where, f"checkpoint not found: {source} (looked for {candidate})")
         return None
 
     # ---------------------------------------------------------------------------- stages
@@ -238,10 +317,10 @@ class RunPlan:
             train = [train[i] for i in keep]
         for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
             data.write_examples(ctx.dir / f"{split}.jsonl", rows)
-        t = self.recipe.teacher
-        if t.source != "random" and self.teacher_path() is None:
-            from distill.data import fetch
-            fetch.fetch(t.source)
+        for i, t in enumerate(self.teachers):  # every built-in teacher's weights
+            if t.source != "random" and self.teacher_path(i) is None:
+                from distill.data import fetch
+                fetch.fetch(t.source)
         result = {"name": name, "labels": list(task.labels),
                   "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
         write_json(ctx.dir / "task.json", result)
@@ -255,19 +334,22 @@ class RunPlan:
         splits = [data.read_examples(folder / f"{s}.jsonl", labels=info["labels"]) for s in DATA_FILES]
         return data.Task(info["name"], *splits, labels=list(info["labels"]))
 
-    def teacher(self, ctx: StageContext) -> dict:
-        """Load (or build) the teacher, fine-tune it on the task, evaluate it, save it."""
+    def teacher(self, ctx: StageContext, index: int = 0) -> dict:
+        """Load (or build) teacher ``index``, fine-tune it on the task, evaluate it, save it."""
         from teachers import checkpoint as ckpt
         from teachers import finetune
         from distill.train import trainer
         from distill.train.distributed import world
         from distill.data import examples as data
         task = self.task(ctx)
-        t, seed = self.recipe.teacher, self.seeds[0]
+        t, seed = self.teachers[index], self.seeds[0]
         if t.source == "random":
-            teacher = self._random_teacher(ctx.dir, task, seed)
+            teacher = self._random_teacher(ctx.dir, task, seed, t)
         else:
-            source = str(self.teacher_path() or t.source)
+            if index and self.teacher_path(index) is None:  # fetched here: fetch's settings
+                from distill.data import fetch                # name the primary teacher only
+                fetch.fetch(t.source)
+            source = str(self.teacher_path(index) or t.source)
             teacher = ckpt.load_teacher(source, num_labels=len(task.labels), seed=seed)
         ft = t.finetune
         if ft.enabled:
@@ -293,7 +375,7 @@ class RunPlan:
         return {"name": teacher.name, "params": count_parameters(teacher.model), "labels": list(task.labels),
                 "max_len": t.max_len, "dev": dev, "test": test, "dir": "teacher", **extra}
 
-    def _random_teacher(self, folder: Path, task, seed: int):
+    def _random_teacher(self, folder: Path, task, seed: int, spec):
         """A randomly initialised ERNIE with a WordPiece vocabulary of the training texts (smoke)."""
         from teachers import checkpoint as ckpt
         from distill.text import tokenizer as tok
@@ -306,14 +388,14 @@ class RunPlan:
         distributed.barrier()  # the other ranks read rank 0's file
         tokenizer = tok.WordPieceTokenizer(vocab)
         settings = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
-                    **self.recipe.teacher.random}
+                    **spec.random}
         config = config_mod.ErnieConfig(vocab_size=tokenizer.vocab_size, **settings)
         return ckpt.random_teacher(config, tokenizer, len(task.labels), seed=seed, name="random",
-                                   labels=list(task.labels), max_len=self.recipe.teacher.max_len)
+                                   labels=list(task.labels), max_len=spec.max_len)
 
-    def load_teacher(self, ctx: StageContext):
+    def load_teacher(self, ctx: StageContext, key: str = "teacher"):
         from teachers import checkpoint as ckpt
-        return ckpt.load_teacher(str(ctx.dep_dir("teacher") / "teacher"))
+        return ckpt.load_teacher(str(ctx.dep_dir(key) / "teacher"))
 
     def augment(self, ctx: StageContext) -> dict:
         """Expand the training set (Tang et al. rules); the rows keep their source_id, no label."""
@@ -347,12 +429,12 @@ class RunPlan:
         path = ctx.dep_dir("augment") / "augmented.jsonl"
         return data.read_examples(path, require_label=False) if ctx.result("augment")["rows"] else []
 
-    def soft_labels(self, ctx: StageContext) -> dict:
+    def soft_labels(self, ctx: StageContext, index: int = 0) -> dict:
         """Teacher logits for the training rows then the augmented rows, in chunks (resumable)."""
         from teachers import soft_labels as sl
         from distill.train import distributed
-        spec = self.recipe.teacher.labels
-        teacher = self.load_teacher(ctx)
+        spec = self.teachers[index].labels
+        teacher = self.load_teacher(ctx, _teacher_key(index))
         task = self.task(ctx)
         examples = list(task.train) + list(self.augmented(ctx))
         options = dict(device=self.recipe.device, threads=spec.threads, sessions=spec.sessions,
@@ -405,8 +487,9 @@ class RunPlan:
         logits = augmented = None
         if distilled:
             augmented = self.augmented(ctx)
-            logits = np.load(ctx.dep_dir("soft_labels") / ctx.result("soft_labels")["file"])
-        max_len = spec.max_len or self.recipe.teacher.max_len
+            key = self._labels_stage()
+            logits = np.load(ctx.dep_dir(key) / ctx.result(key)["file"])
+        max_len = spec.max_len or self.teachers[0].max_len
         result = st.train_student(spec.kind, spec.config, task, ctx.dir, config, teacher_logits=logits,
                                   augmented=augmented, loss=loss, teacher=teacher, vocab=spec.vocab,
                                   max_len=max_len)
@@ -482,6 +565,9 @@ class RunPlan:
         fetch, teacher = ctx.result("fetch"), ctx.result("teacher")
         aug = ctx.result("augment")
         t_test, t_dev = teacher["test"] or {}, teacher.get("dev") or {}
+        ensemble = ctx.results.get("ensemble")
+        if ensemble:  # the ensemble is the teacher: its accuracy, its members listed
+            t_test, t_dev = ensemble["test"] or {}, ensemble["dev"] or {}
         t_exports = _exports(ctx.results.get("export/teacher"))
         t_ref = next((e for e in t_exports if e["format"] == "onnx"), None)
         report = {
@@ -490,7 +576,11 @@ class RunPlan:
             "dataset": {"name": fetch["name"], "num_labels": len(fetch["labels"]),
                         "labels": fetch["labels"],
                         "sizes": dict(fetch["sizes"], augmented=aug["rows"])},
-            "teacher": {"name": teacher["name"], "params": teacher["params"],
+            "teacher": {"name": ensemble["name"] if ensemble else teacher["name"],
+                        "params": teacher["params"],
+                        **({"ensemble": {k: ensemble[k] for k in ("rule", "weights", "chosen_on",
+                                                                  "members")}}
+                           if ensemble else {}),
                         "dev": {k: t_dev.get(k) for k in ("accuracy", "macro_f1")},
                         "test": {k: t_test.get(k) for k in ("accuracy", "macro_f1")},
                         "latency_ms_b1": t_ref["latency_ms_b1"] if t_ref else None,
@@ -535,6 +625,14 @@ SELECTION = {
     "teacher_best_epoch": "dev", "student_best_epoch": "dev", "early_stopping": "dev",
     "export_guard": "dev", "package_student": "dev", "test": "reported only, never used for a choice",
 }
+
+
+def _teacher_key(index: int) -> str:
+    return "teacher" if index == 0 else f"teacher-{index}"
+
+
+def _labels_key(index: int) -> str:
+    return "soft_labels" if index == 0 else f"soft_labels-{index}"
 
 
 def _splits(result: dict) -> dict:

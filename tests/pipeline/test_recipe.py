@@ -173,3 +173,19 @@ def test_unknown_builtin_teacher_and_data_set(recipe_dir):
     text = data + GOOD[GOOD.index("teacher:"):]
     with pytest.raises(RecipeError, match=r"data.builtin.*movies_en"):
         load_recipe(write(recipe_dir, text))
+
+
+def test_teacher_list_is_an_ensemble_with_checked_weights(recipe_dir):
+    two = GOOD.replace("teacher:\n  source: random\n  max_len: 32\n",
+                       "teacher:\n  - source: random\n    max_len: 32\n"
+                       "  - source: random\n    max_len: 16\n")
+    r = load_recipe(write(recipe_dir, two)).recipe
+    assert [t.max_len for t in r.teachers()] == [32, 16] and r.ensemble.weights == "dev"
+    assert load_recipe(write(recipe_dir, GOOD)).recipe.teachers()[0].max_len == 32
+    with pytest.raises(RecipeError, match=r"line 9: teacher\[1\].sorce: unknown key"):
+        load_recipe(write(recipe_dir, two.replace("  - source: random\n    max_len: 16",
+                                                  "  - sorce: random\n    max_len: 16")))
+    with pytest.raises(RecipeError, match="ensemble.weights: 3 weights for 2 teachers"):
+        load_recipe(write(recipe_dir, two + "ensemble: {weights: [1, 1, 1]}\n"))
+    with pytest.raises(RecipeError, match="ensemble.rule: 'median' is not allowed"):
+        load_recipe(write(recipe_dir, two + "ensemble: {rule: median}\n"))
