@@ -270,6 +270,8 @@ class Recipe:
     def recipe_check(self, where: "_Context", path: str) -> None:
         if isinstance(self.teacher, list) and not self.teacher:
             where.fail("teacher", "list at least one teacher")
+        if isinstance(self.teacher, list) and len(self.teacher) > 1 and self.task == "token":
+            where.fail("teacher", "task: token takes one teacher (ensembles are for sentence tasks)")
         weights = self.ensemble.weights
         if isinstance(weights, list) and len(weights) != len(self.teachers()):
             where.fail("ensemble.weights", f"{len(weights)} weights for {len(self.teachers())} "
