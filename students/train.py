@@ -21,6 +21,8 @@ Python::
     result["test"]["accuracy"]
 """
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -172,6 +174,19 @@ def _loss_context(model, teacher, layer_map):
         layer_map=layer_map)
 
 
+def _data_fingerprint(rows, dev, teacher_logits) -> str:
+    """Hash of what training reads (rows, dev rows, soft labels): a checkpoint made from other
+    data is not resumed (``distill train`` on the same ``--out`` with new data retrains)."""
+    h = hashlib.sha256()
+    for part, examples in (("train", rows), ("dev", dev or [])):
+        h.update(part.encode())
+        for e in examples:
+            h.update(json.dumps([e.text_a, e.text_b, e.label], ensure_ascii=False).encode("utf-8"))
+    if teacher_logits is not None:
+        h.update(np.ascontiguousarray(teacher_logits, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
 def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, train_config=None,
                   teacher_logits: Optional[np.ndarray] = None, augmented: Optional[List] = None,
                   encoder=None, loss: Union[None, str, Dict, LossConfig] = None, teacher=None,
@@ -217,6 +232,11 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
             raise UserError(f"soft labels have shape {teacher_logits.shape}, expected {expected}: "
                             f"{len(task.train)} training rows then {len(augmented)} augmented rows, "
                             f"one column per label ({', '.join(task.labels)})")
+        bad = np.flatnonzero(~np.isfinite(teacher_logits).all(axis=1))
+        if bad.size:
+            raise UserError(f"soft labels: {bad.size} row(s) hold NaN or infinite values (first: row "
+                            f"{int(bad[0])}); the teacher's logits are broken — relabel with a "
+                            f"working teacher (this is not a learning-rate problem)")
 
     specs = loss_config.specs(mode)
     online = [t["name"] for t in specs if t.get("name") in ("hidden_mse", "attention")]
@@ -247,7 +267,9 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
             data = encode_examples(encoder, examples, max_len=max_len, labels=task.labels)
             plans[split] = BatchPlan(data, 128, shuffle=False)
 
-    train_config = dataclasses.replace(train_config, progress=progress and train_config.progress)
+    train_config = dataclasses.replace(train_config, progress=progress and train_config.progress,
+                                       data_fingerprint=_data_fingerprint(rows, task.dev,
+                                                                          teacher_logits))
     trainer = Trainer(model, loss_fn, train_config, out_dir / "train")
     summary = trainer.fit(train_plan, plans.get("dev"))  # the model now holds the best dev weights
     result: Dict[str, Any] = {

@@ -1,6 +1,7 @@
 """`distill export`: the command line of ``distill.export.exporter``."""
 from pathlib import Path
 
+from distill.core.io import owned_output, plain_name_problem
 from distill.export import exporter as library
 from distill.export.exporter import (ExportConfig, FORMATS, MeasureSettings, PTQ_ALGOS, UserError, export_model, load_model_dir)
 
@@ -33,6 +34,15 @@ def add_arguments(parser) -> None:
                         help="training (+ augmented) texts that decide the kept pieces")
 
 def main(args) -> int:
+    """Run with ``--out`` owned by the tool and locked (one process at a time)."""
+    if args.package is not None and plain_name_problem(args.package):
+        raise UserError(f"--package: {plain_name_problem(args.package)} (the package is written "
+                        f"as OUT/NAME.tar.gz)")
+    with owned_output(args.out, "--out folder"):
+        return _main(args)
+
+
+def _main(args) -> int:
     from distill.data.examples import read_examples
     from distill.export.package import describe
 

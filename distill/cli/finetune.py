@@ -1,5 +1,6 @@
 """`distill finetune`: the command line of ``teachers.finetune``."""
 
+from distill.core.io import owned_output
 from teachers import finetune as library
 from teachers.finetune import (UserError, finetune, limit_examples)
 
@@ -41,6 +42,12 @@ def add_arguments(parser) -> None:
     train.add_argument("--no-progress", action="store_true")
 
 def main(args) -> int:
+    """Run with ``--out`` owned by the tool and locked (one process at a time)."""
+    with owned_output(args.out, "--out folder"):
+        return _main(args)
+
+
+def _main(args) -> int:
     from distill.data.examples import load_task
     from distill.train.trainer import TrainConfig
     from teachers.checkpoint import load_teacher

@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 
 from students import train as library
 from distill.core.errors import UserError
+from distill.core.io import owned_output
 from students.registry import STUDENTS
 from students.train import (LossConfig, VocabConfig, default_train_config, load_soft_labels,
                             train_student)
@@ -46,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
 
-def main(args: argparse.Namespace) -> int:
+def main(args) -> int:
+    """Run with ``--out`` owned by the tool and locked (one process at a time)."""
+    with owned_output(args.out, "--out folder"):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from distill.data.examples import load_task, read_examples
 
     task = load_task(args.train, args.dev, args.test)

@@ -20,6 +20,7 @@ readers catch it to treat a truncated or corrupt checkpoint as "not done".
 import collections
 import io
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any, Dict, Union
 
@@ -148,10 +149,31 @@ def _paddle_conventions(obj, path: str):
     return obj
 
 
+def _check_opcodes(data: bytes, path: str) -> None:
+    """Refuse memo indices a pickler never writes: a huge one makes the C unpickler allocate
+    (and zero) a memo table of up to 64 GB before anything else can fail."""
+    puts = 0
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if not isinstance(arg, int) or arg < 0 or arg > puts:
+                    raise StateFileError(path, f"corrupt: memo index {arg} out of sequence; not "
+                                               "a paddle.save'd state")
+                puts = max(puts, arg + 1)
+            elif op.name == "MEMOIZE":
+                puts += 1
+    except StateFileError:
+        raise
+    except Exception as err:  # noqa: BLE001  (genops raises ValueError and others on bad bytes)
+        raise StateFileError(path, f"truncated or corrupt, not a paddle.save'd state "
+                                   f"({type(err).__name__}: {err})") from None
+
+
 def loads_state(data: bytes, path: str = "<bytes>") -> Any:
     """:func:`load_state` for bytes already read (``path`` is only used in messages)."""
     if not data:
         raise StateFileError(path, "empty file (truncated?); not a paddle.save'd state")
+    _check_opcodes(data, path)
     try:
         obj = _Restricted(io.BytesIO(data), path).load()
     except StateFileError:

