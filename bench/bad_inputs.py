@@ -79,6 +79,22 @@ def tiny_fs(where: Path, options: str) -> Path:
     return where
 
 
+def saved_student(folder: Path) -> Path:
+    """A real saved BOW student (its weights file is then spoiled by the case)."""
+    import paddle
+
+    from distill.text.vocab import WordVocab
+    from students.io import save_student
+    from students.registry import build_student
+
+    vocab = WordVocab.build(["a good film", "a bad film"], language="en")
+    paddle.seed(0)
+    model = build_student("bow", {"emb_dim": 8, "hidden_sizes": [8]}, vocab_size=vocab.vocab_size,
+                          num_labels=2)
+    save_student(folder, model, "bow", vocab, labels=["negative", "positive"], max_len=8)
+    return folder
+
+
 def cases():
     """(name, setup(d) -> argv) pairs; setup may create files in d (all of d is 'user data')."""
     c = []
@@ -181,22 +197,21 @@ def cases():
 
     @add("pickled payload as a student checkpoint (export)")
     def _(d):
-        s = d / "student"; s.mkdir()
-        (s / "student.json").write_text(json.dumps({"kind": "bow", "config": {"emb_dim": 8, "hidden_sizes": [8]},
-                                                    "labels": ["a", "b"], "max_len": 8, "vocab_size": 4}))
-        (s / "encoder.json").write_text(json.dumps({"type": "words", "vocab": "vocab.txt"}))
-        (s / "vocab.txt").write_text("[PAD]\n[UNK]\na\nb\n")
+        s = saved_student(d / "student")
         (s / "model_state.pdparams").write_bytes(pickle.dumps({"evil": MakeDir(d / "PWNED")}))
         return ["export", s, "--out", d / "o", "--eval", SMOKE_DATA / "dev.tsv"]
 
     @add("random bytes as a student checkpoint (export)")
     def _(d):
-        s = d / "student"; s.mkdir()
-        (s / "student.json").write_text(json.dumps({"kind": "bow", "config": {"emb_dim": 8, "hidden_sizes": [8]},
-                                                    "labels": ["a", "b"], "max_len": 8, "vocab_size": 4}))
-        (s / "encoder.json").write_text(json.dumps({"type": "words", "vocab": "vocab.txt"}))
-        (s / "vocab.txt").write_text("[PAD]\n[UNK]\na\nb\n")
+        s = saved_student(d / "student")
         (s / "model_state.pdparams").write_bytes(os.urandom(3000))
+        return ["export", s, "--out", d / "o", "--eval", SMOKE_DATA / "dev.tsv"]
+
+    @add("truncated student checkpoint (export)")
+    def _(d):
+        s = saved_student(d / "student")
+        data = (s / "model_state.pdparams").read_bytes()
+        (s / "model_state.pdparams").write_bytes(data[: len(data) // 2])
         return ["export", s, "--out", d / "o", "--eval", SMOKE_DATA / "dev.tsv"]
 
     @add("export --package ../../x")
@@ -221,19 +236,95 @@ def cases():
     @add("predict on random bytes as a package")
     def _(d):
         (d / "pkg.tar.gz").write_bytes(os.urandom(2000))
-        return ["predict", d / "pkg.tar.gz", "--text", "hello"]
+        return ["predict", d / "pkg.tar.gz", "hello"]
 
     @add("label --teacher with a pickled payload")
     def _(d):
         t = d / "teacher"; t.mkdir()
         (t / "teacher.json").write_text(json.dumps({"name": "t", "labels": ["a", "b"], "max_len": 8}))
         (t / "ernie_config.json").write_text(json.dumps({"vocab_size": 8, "hidden_size": 8,
-                                                          "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                          "num_layers": 1, "num_heads": 2,
                                                           "intermediate_size": 8, "max_position_embeddings": 16}))
         (t / "model_state.pdparams").write_bytes(pickle.dumps({"evil": MakeDir(d / "PWNED")}))
         (t / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nc\n")
-        (d / "in.txt").write_text("a b\n")
-        return ["label", "--teacher", t, "--input", d / "in.txt", "--out", d / "o"]
+        (d / "in.jsonl").write_text('{"text_a": "a b"}\n')
+        return ["label", "--teacher", t, "--input", d / "in.jsonl", "--out", d / "o"]
+
+    @add("recipe with a !!python/object tag")
+    def _(d):
+        (d / "r.yaml").write_text("name: !!python/object/apply:os.mkdir ['PWNED']\n")
+        return ["run", d / "r.yaml", "--out", d / "o"]
+
+    @add("recipe is a YAML list")
+    def _(d):
+        (d / "r.yaml").write_text("- a\n- b\n")
+        return ["run", d / "r.yaml", "--out", d / "o"]
+
+    @add("recipe unknown key")
+    def _(d):
+        p = tiny_recipe(d)
+        p.write_text(p.read_text() + "studnets: []\n")
+        return ["run", p, "--out", d / "o"]
+
+    @add("--set alias bomb")
+    def _(d):
+        flow = ("[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+                "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], &e [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+                "[*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]]")
+        return ["run", tiny_recipe(d), "--out", d / "o", "--set", f"seeds={flow}"]
+
+    @add("train data missing")
+    def _(d):
+        return ["train", "--kind", "bow", "--train", d / "missing.tsv", "--out", d / "o"]
+
+    @add("train --config is a JSON list")
+    def _(d):
+        return ["train", "--kind", "bow", "--train", SMOKE_DATA / "train.tsv", "--out", d / "o",
+                "--config", "[1]"]
+
+    @add("soft labels: pickled object .npy")
+    def _(d):
+        import numpy as np
+        np.save(d / "sl.npy", np.array([MakeDir(d / "PWNED")], dtype=object), allow_pickle=True)
+        return ["train", "--kind", "bow", "--train", SMOKE_DATA / "train.tsv", "--soft-labels",
+                d / "sl.npy", "--out", d / "o", "--no-progress"]
+
+    @add("augment output under a file")
+    def _(d):
+        (d / "file").write_text("mine")
+        return ["augment", SMOKE_DATA / "train.tsv", d / "file" / "out.jsonl"]
+
+    @add("augment input missing")
+    def _(d):
+        return ["augment", d / "missing.tsv", d / "out.jsonl"]
+
+    @add("label --teacher missing folder")
+    def _(d):
+        (d / "in.jsonl").write_text('{"text_a": "a b"}\n')
+        return ["label", "--teacher", d / "nope", "--input", d / "in.jsonl", "--out", d / "o"]
+
+    @add("predict: package is a folder")
+    def _(d):
+        (d / "pkg").mkdir()
+        return ["predict", d / "pkg", "hello"]
+
+    @add("predict: truncated package")
+    def _(d):
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            info = tarfile.TarInfo("p/manifest.json")
+            payload = b'{"name": "p"}' * 100
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        (d / "p.tar.gz").write_bytes(buf.getvalue()[:60])
+        return ["predict", d / "p.tar.gz", "hello"]
+
+    @add("export --threads -1")
+    def _(d):
+        s = saved_student(d / "student")
+        return ["export", s, "--out", d / "o", "--eval", SMOKE_DATA / "dev.tsv", "--threads", "-1"]
 
     @add("disk full while augmenting [needs root mount]")
     def _(d):

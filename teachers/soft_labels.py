@@ -111,9 +111,13 @@ class LabelStore:
         meta_path, path = self.out_dir / MERGED_META, self.out_dir / MERGED
         if not (meta_path.exists() and path.exists()):
             return None
-        if read_json(meta_path).get("key") != self.key:
+        try:
+            if read_json(meta_path).get("key") != self.key:
+                return None
+            logits = np.load(path, allow_pickle=False)
+        except (UserError, ValueError, OSError, AttributeError) as err:
+            log.warning("%s: unreadable (%s); the soft labels are assembled again", path, err)
             return None
-        logits = np.load(path)
         return logits if len(logits) == num_examples else None
 
     def chunks(self, shard: Tuple[int, int]) -> List[Path]:
@@ -126,9 +130,18 @@ class LabelStore:
         """Row numbers and logits already written for ``shard``."""
         index, logits = [], []
         for path in self.chunks(shard):
-            with np.load(path) as chunk:
-                index.append(chunk["index"])
-                logits.append(chunk["logits"])
+            try:
+                with np.load(path, allow_pickle=False) as chunk:
+                    rows, values = np.asarray(chunk["index"]), np.asarray(chunk["logits"])
+                if rows.ndim != 1 or values.ndim != 2 or len(rows) != len(values):
+                    raise ValueError(f"index {rows.shape} / logits {values.shape} do not match")
+            except Exception as err:  # noqa: BLE001  (truncated/corrupt zip: many types)
+                log.warning("%s: unreadable chunk (%s: %s); its rows are labelled again",
+                            path, type(err).__name__, err)
+                path.unlink(missing_ok=True)  # the tool's own chunk, inside its own folder
+                continue
+            index.append(rows)
+            logits.append(values)
         if not index:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         return np.concatenate(index), np.concatenate(logits)
