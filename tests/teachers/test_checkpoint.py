@@ -432,11 +432,11 @@ def test_save_and_reload_gives_identical_logits(tmp_path):
     save_teacher(teacher, tmp_path / "out" / "teacher")  # replacing an existing one is atomic too
     assert sorted(os.listdir(tmp_path / "out")) == ["teacher"]
     assert sorted(os.listdir(tmp_path / "out" / "teacher")) == [  # canonical + PaddleNLP's files
-        "config.json", "encoder.json", "ernie_config.json", "model_state.pdparams", "teacher.json",
+        ".distill-owned", "config.json", "encoder.json", "ernie_config.json", "model_state.pdparams", "teacher.json",
         "tokenizer_config.json", "vocab.txt"]
     save_teacher(teacher, tmp_path / "canonical", save_format="canonical")
     assert sorted(os.listdir(tmp_path / "canonical")) == [
-        "encoder.json", "ernie_config.json", "model_state.pdparams", "teacher.json", "vocab.txt"]
+        ".distill-owned", "encoder.json", "ernie_config.json", "model_state.pdparams", "teacher.json", "vocab.txt"]
     again = load_teacher(tmp_path / "out" / "teacher")
     assert (again.labels, again.max_len, again.name) == (["neg", "pos"], 64, "hf")
     assert again.config == teacher.config
