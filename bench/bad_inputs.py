@@ -381,7 +381,7 @@ def main(argv=None) -> int:
                 subprocess.run(["umount", str(MOUNTS.pop())], check=False)
             lost = [k for k, v in before.items() if after.get(k) != v]
             traceback = "Traceback (most recent call last)" in proc.stderr
-            last = (proc.stderr.strip().splitlines() or [""])[-1]
+            last = (proc.stderr.strip().splitlines() or [""])[-1].replace(tmp, "<tmp>")
             results.append({"case": name, "exit": proc.returncode, "traceback": traceback,
                             "lost": lost, "pwned": (d / "PWNED").exists(),
                             "seconds": round(seconds, 1), "message": last[:300]})
@@ -389,7 +389,7 @@ def main(argv=None) -> int:
             print(f"{flag} {name}: exit {proc.returncode} {'TRACEBACK ' if traceback else ''}"
                   f"{'LOST ' + str(lost) if lost else ''}\n    {last[:200]}", flush=True)
     clean = sum(r["exit"] == 2 and not r["traceback"] for r in results)
-    summary = {"tried": len(results), "clean_errors": clean,
+    summary = {"tried": len(results), "clean_errors": clean, "load": list(os.getloadavg()),
                "tracebacks": sum(r["traceback"] for r in results),
                "data_lost": sum(bool(r["lost"]) for r in results),
                "payloads_run": sum(r["pwned"] for r in results), "cases": results}

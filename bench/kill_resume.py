@@ -1,12 +1,13 @@
 """Kill/resume campaign: SIGKILL ``distill run recipes/smoke.yaml`` at random moments, resume it,
 and check the finished run equals an uninterrupted one (metrics, weights, soft labels).
 
-    python -m bench.kill_resume --kills 20 [--runs 4] [--seed 0] [--nproc 2] [--out FILE]
+    python -m bench.kill_resume --kills 20 [--seed 0] [--nproc 2] [--out FILE]
 
-One reference run goes uninterrupted. Then ``--runs`` campaign runs each take ``kills/runs``
-SIGKILLs: the command is started, killed after a delay drawn uniformly from [1 s, the reference
-run's duration], restarted on the same ``--out``, and so on until its kills are used up; then it is
-resumed to the end. Every finished campaign run is compared with the reference:
+One reference run goes uninterrupted. Then campaign runs, each in a fresh folder: the command is
+started and SIGKILLed after a delay drawn uniformly from [1 s, 0.7 x the reference run's
+duration], restarted on the same ``--out`` and killed again, until an attempt finishes before its
+kill (or ``--max-kills-per-run`` is reached: then it is resumed to the end); new runs start until
+``--kills`` kills are done. Every finished campaign run is compared with the reference:
 
 * the report metrics (data sizes, teacher and student dev/test metrics, gap recovered, export
   accuracies), as ``tests/pipeline/test_runner.py`` compares them;
@@ -91,8 +92,13 @@ def compare(reference: Path, other: Path) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=4, help="campaign runs sharing the kills")
+    parser.add_argument("--max-kills-per-run", type=int, default=8,
+                        help="then the run is resumed to the end and a fresh one starts")
+    parser.add_argument("--kill-window", type=float, default=0.7,
+                        help="kill moments are drawn from [1 s, this x the reference duration]")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
+    parser.add_argument("--reference-seconds", type=float,
+                        help="reuse WORK/reference (finished earlier; it took this long)")
     parser.add_argument("--nproc", type=int, help="pass --nproc N to every run")
     parser.add_argument("--work", help="folder for the runs (default: a temporary one)")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -103,39 +109,45 @@ def main(argv=None) -> int:
     log = open(work / "runs.log", "a")
     load_before = os.getloadavg()
     reference = work / "reference"
-    ref_seconds = run_to_end(reference, args.nproc, log)
+    if args.reference_seconds and (reference / "report.json").is_file():
+        ref_seconds = args.reference_seconds  # a finished reference from an earlier call
+    else:
+        ref_seconds = run_to_end(reference, args.nproc, log)
     print(f"reference run: {ref_seconds:.1f} s (load {load_before[0]:.1f})", flush=True)
 
-    per_run = [args.kills // args.runs + (i < args.kills % args.runs) for i in range(args.runs)]
-    results, kills, locked, errors = [], 0, 0, 0
-    for i, n in enumerate(per_run):
+    results, kills, locked, errors, i = [], 0, 0, 0, 0
+    while kills < args.kills:
         out = work / f"run{i}"
-        moments = []
-        for _ in range(n):
-            delay = rng.uniform(1.0, ref_seconds)
+        moments, finished = [], False
+        for _ in range(args.max_kills_per_run + 1):
+            delay = rng.uniform(1.0, args.kill_window * ref_seconds)
             proc = subprocess.Popen(command(out, args.nproc), cwd=ROOT, stdout=log, stderr=log,
                                     start_new_session=True)
             try:
-                proc.wait(timeout=delay)
+                proc.wait(timeout=delay if kills < args.kills and
+                          len(moments) < args.max_kills_per_run else None)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)  # the run and any ranks it launched
                 proc.wait()
                 kills += 1
                 moments.append(round(delay, 1))
                 continue
-            if proc.returncode == 0:  # finished before the kill: it counts as a run, not a kill
-                moments.append(f"finished before {delay:.1f} s")
-            elif proc.returncode == 2:
+            if proc.returncode == 0:
+                finished = True
+                break
+            if proc.returncode == 2:
                 locked += 1
             else:
                 errors += 1
-        seconds = run_to_end(out, args.nproc, log)
+        if not finished:
+            run_to_end(out, args.nproc, log)
         problems = compare(reference, out)
-        results.append({"run": i, "kill_moments_s": moments, "final_resume_s": round(seconds, 1),
-                        "identical": not problems, "problems": problems})
-        print(f"run {i}: killed at {moments}; resumed in {seconds:.1f} s; "
+        results.append({"run": i, "kill_moments_s": moments, "identical": not problems,
+                        "problems": problems})
+        print(f"run {i}: killed at {moments} s after each (re)start; "
               f"{'identical' if not problems else 'DIFFERENT: ' + '; '.join(problems[:3])}",
               flush=True)
+        i += 1
     summary = {"kills": kills, "runs": len(results),
                "identical_runs": sum(r["identical"] for r in results),
                "restarts_refused_as_locked": locked, "restarts_failed": errors,

@@ -94,6 +94,9 @@ class ExportConfig:
             raise UserError(f"onnx_weight_type={self.onnx_weight_type!r}; use int8 or uint8")
         if self.calib_size < 1 or self.calib_batch_size < 1 or self.eval_batch_size < 1:
             raise UserError("calib_size, calib_batch_size and eval_batch_size must be >= 1")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise UserError(f"threads={self.threads!r}: give a whole number >= 1, or 0 for every "
+                            f"usable core")
         from distill.export.trim import parse_setting
 
         parse_setting(self.trim_vocab)

@@ -31,7 +31,7 @@ def run_cli(argv, capsys):
     return code, err
 
 
-def student_dir(folder: Path, weights: bytes) -> Path:
+def student_dir(folder: Path, weights=None) -> Path:
     """A real saved BOW student whose weights file is then replaced by ``weights``."""
     import paddle
 
@@ -44,7 +44,8 @@ def student_dir(folder: Path, weights: bytes) -> Path:
     model = build_student("bow", {"emb_dim": 8, "hidden_sizes": [8]}, vocab_size=vocab.vocab_size,
                           num_labels=2)
     save_student(folder, model, "bow", vocab, labels=["negative", "positive"], max_len=8)
-    (folder / "model_state.pdparams").write_bytes(weights)
+    if weights is not None:
+        (folder / "model_state.pdparams").write_bytes(weights)
     return folder
 
 
@@ -135,3 +136,10 @@ def test_negative_seed_and_max_len_above_positions(tmp_path, capsys):
     code, err = run_cli(["run", SMOKE, "--out", tmp_path / "o2", "--set", "teacher.max_len=100000"],
                         capsys)
     assert code == 2 and "teacher.max_len" in err and "positions" in err
+
+
+def test_export_negative_threads(tmp_path, capsys):
+    model = student_dir(tmp_path / "student")
+    code, err = run_cli(["export", model, "--out", tmp_path / "o", "--eval", SMOKE_DATA / "dev.tsv",
+                         "--threads", "-1"], capsys)
+    assert code == 2 and "threads" in err
