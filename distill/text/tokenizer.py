@@ -221,7 +221,9 @@ class WordPieceTokenizer:
 
     def hf_tokenizer(self, max_len: int):
         """This tokenizer as a standalone ``tokenizers.Tokenizer`` (what ``tokenizer.json``
-        holds): same ids, truncation to ``max_len`` longest-first, padding to the longest row."""
+        holds): same ids, truncation to ``max_len`` longest-first, padding to the longest row.
+        In ``paddlenlp`` mode a pair that needs truncating may keep its odd token on the other
+        side than ``encode`` does (``tokenizers`` has no PaddleNLP rule)."""
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_str(self._tok.to_str())
