@@ -36,7 +36,7 @@ def paddlenlp_nano_folder(folder: Path) -> Path:
                          use_task_id=True, task_type_vocab_size=16)
     save_teacher(random_teacher(config, tok, num_labels=2, seed=0), folder,
                  save_format="paddlenlp")
-    for ours in ("teacher.json", "ernie_config.json", "encoder.json"):
+    for ours in ("teacher.json", "ernie_config.json", "encoder.json", ".distill-owned"):
         (folder / ours).unlink()
     assert sorted(p.name for p in folder.iterdir()) == PADDLENLP_FILES
     return folder
