@@ -369,6 +369,7 @@ class Trainer:
         self.forward_kwargs = dict(forward_kwargs or {})
         self.world = distributed.World()
         self._parallel = None  # paddle.DataParallel(model + loss) when W > 1
+        self._amp_level = config.amp_level
 
     def _layers(self) -> Dict[str, paddle.nn.Layer]:
         """The layers whose parameters are trained: the model, and the loss when it has
@@ -528,7 +529,7 @@ class Trainer:
             part = to_tensors(split_batch(batch, start, stop))
             sync = self._parallel is None or k == len(slices) - 1
             with contextlib.nullcontext() if sync else self._parallel.no_sync():
-                with paddle.amp.auto_cast(enable=amp, level=getattr(self, "_amp_level", "O1")):
+                with paddle.amp.auto_cast(enable=amp, level=self._amp_level):
                     if self._parallel is not None:
                         loss = self._parallel(part)
                         parts = self._parallel._layers.parts

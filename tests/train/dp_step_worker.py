@@ -1,7 +1,10 @@
 """One data-parallel training step, run by tests/train/test_distributed.py (not a test itself).
 
-    python tests/train/dp_step_worker.py OUT_DIR [MICRO_BATCH]          # one process
+    python tests/train/dp_step_worker.py OUT_DIR [MICRO_BATCH] [hidden]     # one process
     python -m paddle.distributed.launch --nproc_per_node 2 tests/train/dp_step_worker.py OUT_DIR
+
+``hidden``: a 1-layer ERNIE student distilled with soft CE + hidden-state MSE through the loss's
+projection, the (2-layer ERNIE) teacher running inside the loss (no dropout anywhere).
 
 Each rank writes ``OUT_DIR/rank<R>.npz``: the model's and the loss's weights after one optimizer
 step over a global batch of 8 rows (rows 0-3 on rank 0, 4-7 on rank 1 when W = 2).
@@ -46,17 +49,39 @@ class ScaledCE(paddle.nn.Layer):
         return loss, {"ce": float(loss)}
 
 
-def main(out_dir: str, micro: int = 0) -> None:
+def hidden_model_and_loss():
+    """An ERNIE student and an intermediate-layer loss (its projection trained, teacher inside)."""
+    from distill.train.losses import LossContext, build_loss
+    from teachers.config import ErnieConfig
+    from teachers.model import build_model
+
+    quiet = dict(hidden_dropout=0.0, attention_dropout=0.0, num_heads=2)
+    teacher = build_model(ErnieConfig(vocab_size=30, hidden_size=16, num_layers=2,
+                                      intermediate_size=32, **quiet), 3, seed=0)
+    student = build_model(ErnieConfig(vocab_size=30, hidden_size=8, num_layers=1,
+                                      intermediate_size=16, **quiet), 3, seed=1)
+    loss = build_loss([{"name": "hard_ce", "weight": 1.0},
+                       {"name": "hidden_mse", "weight": 1.0, "params": {"layers": [[1, 2]]}}],
+                      teacher=teacher, context=LossContext(student_hidden=8, teacher_hidden=16))
+    return student, loss
+
+
+def main(out_dir: str, micro: int = 0, mode: str = "") -> None:
     rng = np.random.default_rng(3)
     lengths = rng.integers(2, 7, 8)
+    if mode == "hidden":  # token-averaged losses equal the global batch's only at equal lengths
+        lengths[:] = 6
     ids = np.zeros((8, 6), dtype=np.int64)
     for i, n in enumerate(lengths):
         ids[i, :n] = rng.integers(1, 30, n)
     data = EncodedSet.from_padded(ids, (ids != 0).astype(np.int64), labels=rng.integers(0, 3, 8))
     paddle.seed(11)
-    model, loss = Tiny(), ScaledCE()
+    model, loss = hidden_model_and_loss() if mode == "hidden" else (Tiny(), ScaledCE())
+    # hidden: SGD, whose step is linear in the gradient (Adam's first step is lr * sign(g), so a
+    # gradient of 1e-9 against -1e-9, float noise, would move a weight by 2 lr either way)
     config = TrainConfig(epochs=1, batch_size=8, micro_batch_size=micro or None, lr=0.1,
-                         warmup_ratio=0.0, device="cpu", progress=False, seed=5)
+                         warmup_ratio=0.0, device="cpu", progress=False, seed=5,
+                         optimizer="sgd" if mode == "hidden" else "adamw")
     rank = distributed.world().rank
     Trainer(model, loss, config, Path(out_dir) / "train").fit(BatchPlan(data, 8, shuffle=True, seed=1))
     state = {f"model.{k}": v.numpy() for k, v in model.state_dict().items()}
@@ -65,4 +90,5 @@ def main(out_dir: str, micro: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0,
+         sys.argv[3] if len(sys.argv) > 3 else "")

@@ -141,8 +141,8 @@ def test_batch_must_split_over_ranks(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------- one DP step
 
-def _run_worker(out_dir: Path, nproc: int, micro: int) -> None:
-    args = [str(WORKER), str(out_dir), str(micro)]
+def _run_worker(out_dir: Path, nproc: int, micro: int, mode: str = "") -> None:
+    args = [str(WORKER), str(out_dir), str(micro)] + ([mode] if mode else [])
     if nproc == 1:
         cmd = [sys.executable, *args]
     else:
@@ -178,3 +178,16 @@ def test_one_data_parallel_step_equals_one_process_step(tmp_path):
     # rank 0 alone wrote the checkpoint and the metrics
     assert (tmp_path / "two" / "train" / "last" / "trainer_state.json").exists()
     assert len((tmp_path / "two" / "train" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_intermediate_loss_step_is_data_parallel_too(tmp_path):
+    """Hidden-state MSE with the teacher inside the loss and a trained projection: after one
+    2-process step (no accumulation) the student and the projection equal a 1-process step."""
+    _run_worker(tmp_path / "one", 1, 0, "hidden")
+    _run_worker(tmp_path / "two", 2, 0, "hidden")
+    single = np.load(tmp_path / "one" / "rank0.npz")
+    rank0, rank1 = np.load(tmp_path / "two" / "rank0.npz"), np.load(tmp_path / "two" / "rank1.npz")
+    assert any(k.startswith("loss.") and "projection" in k for k in single.files)
+    for key in single.files:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+        np.testing.assert_allclose(rank0[key], single[key], atol=1e-5, rtol=0, err_msg=key)
