@@ -59,6 +59,11 @@ def recipe_drift(run_dir: Path, recipe: str) -> List[str]:
             if ran.get(k) != now.get(k)]
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (no machine paths in results)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def collect(run_dir: Path, recipe: str) -> Dict:
     report = json.loads((run_dir / "report.json").read_text())
     seconds = {k: float(v) for k, v in report["stage_seconds"].items()}
@@ -72,7 +77,7 @@ def collect(run_dir: Path, recipe: str) -> Dict:
     labels = stage_result(run_dir, "soft_labels")
     sl_rate = labels.get("rows", 0) / seconds["soft_labels"] if seconds.get("soft_labels") else None
     aug = stage_result(run_dir, "augment")
-    return {"recipe": recipe, "run_dir": str(run_dir), "dataset": report["dataset"],
+    return {"recipe": recipe, "run_dir": _shown(run_dir), "dataset": report["dataset"],
             "stage_seconds": seconds, "group_seconds": groups, "total_seconds": round(total, 1),
             "slowest_stage": max(seconds, key=seconds.get),
             "slowest_group": max(groups, key=groups.get),
