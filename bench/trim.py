@@ -3,7 +3,9 @@
     python -m bench.trim                        # the three models below (trains what is not cached)
     python -m bench.trim --quick                # smoke: movies_en tiny on 256 rows, 200 dev/test rows
     python -m bench.trim --models movies_en-tiny,minilm-teacher
-    python -m bench.trim --zh-train-rows 4000   # the reviews_zh tiny on a seeded sample of the rows
+    python -m bench.trim --zh-train-rows 3000 --en-train-rows 3000   # tiny students on seeded samples
+    python -m bench.trim --models minilm-teacher --merge a/trim.json   # add earlier runs' models
+    python -m bench.trim --merge a/trim.json b/trim.json                # only merge and rewrite
     python -m bench.trim --minilm-teacher DIR   # a fine-tuned MiniLM movies_en teacher to export
     python -m bench.trim --runs DIR             # where trained models are cached (default runs/bench-trim)
 
@@ -28,7 +30,9 @@ measured (the table says "rejected"). Every accepted ONNX artifact is packaged o
 package size. Also measured: the word vocabulary a BOW/CNN/LSTM student of each task builds
 (``WordVocab.build`` with the recipes' cap) and how many of its rows trimming could remove.
 Trained models are cached under ``--runs`` (a rerun with the same settings does not retrain).
-Writes bench/results/trim.md and .json.
+Each model's entry records the machine, load and commit it was measured on, so models measured by
+separate runs (``--merge``: their trim.json files) share one table. Writes bench/results/trim.md
+and .json.
 """
 import os
 import shutil
@@ -194,9 +198,12 @@ def word_vocabularies() -> Dict[str, Dict[str, int]]:
 
 
 def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[Path],
-          zh_rows: Optional[int]) -> Dict[str, object]:
+          sample_rows: Dict[str, Optional[int]]) -> Dict[str, object]:
     info: Dict[str, object] = {"machine": machine(), "quick": quick, "seed": SEED, "models": {}}
     print(machine_line(info["machine"]), flush=True)
+    if not models:
+        info["machine"]["load_average_end"] = info["machine"]["load_average"]
+        return info
     runs.mkdir(parents=True, exist_ok=True)
     import tempfile
 
@@ -208,13 +215,14 @@ def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[P
             teacher_dir = finetuned_teacher(movies, runs, teacher_source, quick)
         for name in models:
             t0 = time.perf_counter()
+            measured = machine()
             if name == "minilm-teacher":
                 entry = {"model": {"dir": teacher_dir, "origin": (teacher_dir.parent / "origin.txt")
                                    .read_text().strip()}}
                 entry.update(export_pair(teacher_dir, movies, "movies_en", Path(tmp) / name))
             else:
                 task_name = name.split("-")[0]
-                rows = 256 if quick else (zh_rows if task_name == "reviews_zh" else None)
+                rows = 256 if quick else sample_rows.get(task_name)
                 task = load_task(task_name, rows=rows, eval_rows=eval_rows)
                 full_train = load_task(task_name).train if rows else task.train
                 model = train_tiny(task_name, task, runs,
@@ -226,11 +234,30 @@ def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[P
                 entry.update(export_pair(model["dir"], trim_task, task_name, Path(tmp) / name))
             entry["model"]["dir"] = Path(entry["model"]["dir"]).parent.name  # the cache entry
             entry["seconds"] = round(time.perf_counter() - t0)
+            measured["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+            entry["measured"] = measured
             info["models"][name] = entry
-    if not quick:
+    if not quick and models:
         info["word_vocab"] = word_vocabularies()
     info["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return info
+
+
+def merge(info: Dict[str, object], paths: List[str]) -> None:
+    """Add the models (and word-vocabulary counts) of earlier runs' trim.json files; each model
+    keeps the machine line of the run that measured it; models measured now win."""
+    import json
+
+    for path in paths:
+        other = json.loads(Path(path).read_text(encoding="utf-8"))
+        if other.get("quick") and not info["quick"]:
+            raise SystemExit(f"{path}: a --quick result; not merged into a full table")
+        for name, entry in other["models"].items():
+            entry.setdefault("measured", other["machine"])
+            info["models"].setdefault(name, entry)
+        if other.get("word_vocab"):
+            info.setdefault("word_vocab", other["word_vocab"])
+    info["models"] = {n: info["models"][n] for n in MODELS if n in info["models"]}
 
 
 def _pct(metrics) -> str:
@@ -244,11 +271,11 @@ def _mb(entry) -> str:
 
 
 def markdown(info: Dict[str, object]) -> str:
-    lines = ["### Vocabulary trimming on trained models (`trim_vocab: auto`)", "",
-             f"Measured on {machine_line(info['machine'])}; load average at the end "
-             f"{info['machine']['load_average_end'][0]}"
-             + (" (quick run: tiny sizes, not the issue's numbers)" if info["quick"] else "")
-             + ". Each model exported untrimmed and trimmed to ONNX FP32 and ONNX INT8 by the "
+    lines = ["### Vocabulary trimming on trained models (`trim_vocab: auto`)", ""]
+    lines += [f"- {name} measured on {machine_line(m['measured'])}; load average at the end "
+              f"{m['measured']['load_average_end'][0]}" for name, m in info["models"].items()]
+    lines += ["", ("Quick run: tiny sizes, not the issue's numbers. " if info["quick"] else "")
+             + "Each model exported untrimmed and trimmed to ONNX FP32 and ONNX INT8 by the "
              "project's exporter with the recipe's guard (max accuracy drop 0.5 points, judged on "
              "dev only); each accepted artifact packaged on its own. Trimming keeps the special "
              "tokens and every piece of the task's whole training text. Test accuracy: the full "
@@ -332,14 +359,21 @@ def main(argv=None) -> int:
                              "default: fine-tune one with the recipe's settings")
     parser.add_argument("--zh-train-rows", type=int, default=None,
                         help="train the reviews_zh tiny on a seeded sample of this many rows")
+    parser.add_argument("--en-train-rows", type=int, default=None,
+                        help="train the movies_en tiny on a seeded sample of this many rows")
+    parser.add_argument("--merge", nargs="+", default=[],
+                        help="trim.json files of earlier runs whose models join the table (alone: "
+                             "measure nothing, only merge and rewrite the results)")
     args = parser.parse_args(argv)
     models = args.models.split(",") if args.models else \
-        (["movies_en-tiny"] if args.quick else list(MODELS))
+        [] if args.merge else (["movies_en-tiny"] if args.quick else list(MODELS))
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     info = bench(args.quick, models, Path(args.runs), Path(args.minilm_teacher)
-                 if args.minilm_teacher else None, args.zh_train_rows)
+                 if args.minilm_teacher else None,
+                 {"reviews_zh": args.zh_train_rows, "movies_en": args.en_train_rows})
+    merge(info, args.merge)
     path = write_results("trim", info, markdown(info), results_dir(args))
     print(f"wrote {path}")
     print(summary(info))
