@@ -59,7 +59,7 @@ def recipe(task: str):
 
 def load_task(name: str, rows: Optional[int] = None, eval_rows: Optional[int] = None):
     """The builtin task; ``rows``: a seeded sample of the training rows (file order kept);
-    ``eval_rows``: the first rows of dev and test (quick runs)."""
+    ``eval_rows``: a seeded sample of that many dev and test rows each."""
     from distill.data.examples import Task, load_task as read
     from distill.data.fetch import fetch
     from teachers.finetune import limit_examples
@@ -68,8 +68,8 @@ def load_task(name: str, rows: Optional[int] = None, eval_rows: Optional[int] = 
     task = read(folder / "train.tsv", folder / "dev.tsv", folder / "test.tsv", name=name)
     if rows or eval_rows:
         task = Task(task.name, limit_examples(task.train, rows, SEED),
-                    task.dev[:eval_rows] if eval_rows else task.dev,
-                    task.test[:eval_rows] if eval_rows else task.test, task.labels)
+                    limit_examples(task.dev, eval_rows, SEED),
+                    limit_examples(task.test, eval_rows, SEED), task.labels)
     return task
 
 
@@ -113,7 +113,8 @@ def train_tiny(task_name: str, task, runs: Path, teacher_dir: Optional[Path],
     settings = {**spec.train, **(spec.baseline_train or {})}
     if quick:
         settings["epochs"] = 1
-    out = runs / f"{task_name}-tiny-rows{len(task.train)}-epochs{settings.get('epochs')}-seed{SEED}"
+    out = runs / (f"{task_name}-tiny-rows{len(task.train)}-dev{len(task.dev)}"
+                  f"-epochs{settings.get('epochs')}-seed{SEED}")
     if not (out / "result.json").is_file():
         source = str(teacher_dir) if teacher_dir is not None else r.teacher.source
         teacher = load_teacher(source, num_labels=len(task.labels))
@@ -198,8 +199,10 @@ def word_vocabularies() -> Dict[str, Dict[str, int]]:
 
 
 def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[Path],
-          sample_rows: Dict[str, Optional[int]]) -> Dict[str, object]:
-    info: Dict[str, object] = {"machine": machine(), "quick": quick, "seed": SEED, "models": {}}
+          sample_rows: Dict[str, Optional[int]], eval_rows: Optional[int]) -> Dict[str, object]:
+    eval_rows = 200 if quick else eval_rows
+    info: Dict[str, object] = {"machine": machine(), "quick": quick, "seed": SEED, "models": {},
+                               "eval_rows": eval_rows}
     print(machine_line(info["machine"]), flush=True)
     if not models:
         info["machine"]["load_average_end"] = info["machine"]["load_average"]
@@ -207,7 +210,6 @@ def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[P
     runs.mkdir(parents=True, exist_ok=True)
     import tempfile
 
-    eval_rows = 200 if quick else None
     with tempfile.TemporaryDirectory(prefix="bench-trim-") as tmp:
         movies = load_task("movies_en", eval_rows=eval_rows)
         teacher_dir = None
@@ -218,7 +220,8 @@ def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[P
             measured = machine()
             if name == "minilm-teacher":
                 entry = {"model": {"dir": teacher_dir, "origin": (teacher_dir.parent / "origin.txt")
-                                   .read_text().strip()}}
+                                   .read_text().strip()},
+                         "dev_rows": len(movies.dev), "test_rows": len(movies.test)}
                 entry.update(export_pair(teacher_dir, movies, "movies_en", Path(tmp) / name))
             else:
                 task_name = name.split("-")[0]
@@ -230,7 +233,7 @@ def bench(quick: bool, models: List[str], runs: Path, teacher_source: Optional[P
                                    quick)
                 trim_task = type(task)(task.name, full_train, task.dev, task.test, task.labels)
                 model["full_train_rows"] = len(full_train)
-                entry = {"model": model}
+                entry = {"model": model, "dev_rows": len(task.dev), "test_rows": len(task.test)}
                 entry.update(export_pair(model["dir"], trim_task, task_name, Path(tmp) / name))
             entry["model"]["dir"] = Path(entry["model"]["dir"]).parent.name  # the cache entry
             entry["seconds"] = round(time.perf_counter() - t0)
@@ -278,8 +281,12 @@ def markdown(info: Dict[str, object]) -> str:
              + "Each model exported untrimmed and trimmed to ONNX FP32 and ONNX INT8 by the "
              "project's exporter with the recipe's guard (max accuracy drop 0.5 points, judged on "
              "dev only); each accepted artifact packaged on its own. Trimming keeps the special "
-             "tokens and every piece of the task's whole training text. Test accuracy: the full "
-             "test split; \"dygraph\" is the Paddle model before export.", ""]
+             "tokens and every piece of the task's whole training text. Dev and test rows: "
+             + ", ".join(f"{n} {m['dev_rows']:,}/{m['test_rows']:,}" for n, m in
+                         info["models"].items())
+             + " (a seeded sample where smaller than the split; one test row is "
+             + ", ".join(f"{100 / m['test_rows']:.2f}" for m in info["models"].values())
+             + " points); \"dygraph\" is the Paddle model before export.", ""]
     rows = []
     for name, m in info["models"].items():
         for variant in ("untrimmed", "trimmed", "trimmed-forced"):
@@ -361,6 +368,9 @@ def main(argv=None) -> int:
                         help="train the reviews_zh tiny on a seeded sample of this many rows")
     parser.add_argument("--en-train-rows", type=int, default=None,
                         help="train the movies_en tiny on a seeded sample of this many rows")
+    parser.add_argument("--eval-rows", type=int, default=None,
+                        help="measure on a seeded sample of this many dev and test rows each "
+                             "(default: the whole splits)")
     parser.add_argument("--merge", nargs="+", default=[],
                         help="trim.json files of earlier runs whose models join the table (alone: "
                              "measure nothing, only merge and rewrite the results)")
@@ -372,7 +382,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     info = bench(args.quick, models, Path(args.runs), Path(args.minilm_teacher)
                  if args.minilm_teacher else None,
-                 {"reviews_zh": args.zh_train_rows, "movies_en": args.en_train_rows})
+                 {"reviews_zh": args.zh_train_rows, "movies_en": args.en_train_rows},
+                 args.eval_rows)
     merge(info, args.merge)
     path = write_results("trim", info, markdown(info), results_dir(args))
     print(f"wrote {path}")
