@@ -175,6 +175,26 @@ def export_pair(model_dir: Path, task, task_name: str, work: Path) -> Dict[str, 
     return out
 
 
+def test_coverage(encoder_dir: Path, task_name: str) -> Dict[str, float]:
+    """How much of the test split trimming turns into unknown tokens: the share of its (non-pad)
+    tokens, and of its rows with at least one, whose piece is outside the kept set (the pieces
+    of the whole training text, as ``trim_vocab: auto`` keeps them). Tokenizing only."""
+    from distill.export.trim import kept_ids
+    from distill.text.encoders import load_encoder
+
+    encoder = load_encoder(encoder_dir)
+    max_len = recipe(task_name).teacher.max_len
+    task = load_task(task_name)
+    keep, _ = kept_ids(encoder, [e.text_a for e in task.train], "auto", max_len)
+    kept = np.zeros(encoder.vocab_size + 1, dtype=bool)
+    kept[np.asarray(keep)] = True
+    enc = encoder.encode([e.text_a for e in task.test], max_len=max_len)
+    real = enc["attention_mask"] > 0                                       # (N, L)
+    lost = real & ~kept[np.minimum(enc["input_ids"], encoder.vocab_size)]  # (N, L)
+    return {"test_rows": len(task.test), "token_share": float(lost.sum() / real.sum()),
+            "row_share": float(lost.any(axis=1).mean())}
+
+
 def word_vocabularies() -> Dict[str, Dict[str, int]]:
     """What a word student's vocabulary holds: rows built from each task's training text with the
     recipes' cap (``VocabConfig`` defaults: min_freq 1, max_size 50,000), and how many of them
@@ -330,7 +350,11 @@ def markdown(info: Dict[str, object]) -> str:
                      f"{100 * t['argmax_agreement']:.2f} %), guard: "
                      f"{'accepted' if m['trimmed']['trim']['accepted'] else 'rejected'}; test "
                      f"accuracy change trimmed - untrimmed: FP32 {change:+.2f}, INT8 "
-                     f"{change8:+.2f} points.")
+                     f"{change8:+.2f} points"
+                     + (f"; on the whole test split ({m['coverage']['test_rows']:,} rows) trimming "
+                        f"turns {100 * m['coverage']['token_share']:.2f} % of the tokens into the "
+                        f"unknown token, in {100 * m['coverage']['row_share']:.1f} % of the rows"
+                        if m.get("coverage") else "") + ".")
     words = info.get("word_vocab")
     if words:
         lines += ["", "Word students (BOW/CNN/LSTM) build their vocabulary from the training "
@@ -348,8 +372,8 @@ def summary(info: Dict[str, object]) -> str:
     parts = []
     for name, m in info["models"].items():
         after = m.get("trimmed-forced") or m["trimmed"]
-        parts.append(f"{name} INT8 package {_mb(m['untrimmed']['onnx-int8'])} -> "
-                     f"{_mb(after['onnx-int8'])} MB, test {_pct(m['untrimmed']['onnx-int8']['test'])}"
+        parts.append(f"{name} INT8 package MB {_mb(m['untrimmed']['onnx-int8'])} -> "
+                     f"{_mb(after['onnx-int8'])}, test {_pct(m['untrimmed']['onnx-int8']['test'])}"
                      f" -> {_pct(after['onnx-int8']['test'])} %")
     return "trim: " + "; ".join(parts)
 
@@ -385,6 +409,14 @@ def main(argv=None) -> int:
                  {"reviews_zh": args.zh_train_rows, "movies_en": args.en_train_rows},
                  args.eval_rows)
     merge(info, args.merge)
+    runs = Path(args.runs)
+    for name, entry in info["models"].items():  # cheap (tokenizing): also for merged models
+        if "coverage" not in entry and not args.quick:
+            folder = runs / entry["model"]["dir"]
+            encoder_dir = folder / ("teacher" if name == "minilm-teacher" else "student")
+            if encoder_dir.is_dir():
+                entry["coverage"] = test_coverage(encoder_dir, name.split("-")[0]
+                                                  if name != "minilm-teacher" else "movies_en")
     path = write_results("trim", info, markdown(info), results_dir(args))
     print(f"wrote {path}")
     print(summary(info))
