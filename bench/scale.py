@@ -262,7 +262,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2",
                         help="student seeds of every recipe run (default 0,1,2: mean ± std)")
     parser.add_argument("--labelling-only", action="store_true",
-                        help="only the MiniLM labelling part (no recipe runs)")
+                        help="only the MiniLM labelling part (no recipe runs); writes "
+                             "scale_labelling.md/.json")
     args = parser.parse_args(argv)
     recipe = args.recipe or (QUICK if args.quick else DEFAULT)
     info = {"machine": machine(), "quick": args.quick, "recipe": recipe, "setups": {}}
@@ -279,6 +280,14 @@ def main(argv=None) -> int:
         info["setups"][tag] = collect(base / tag, wall)
         print(f"{tag}: {json.dumps(info['setups'][tag])}", flush=True)
     info["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.labelling_only:
+        text = "\n".join([f"### Labelling scaling (MiniLM-L6, `distill label`)", "",
+                          "machine: " + machine_line(info["machine"])
+                          + f"; load average at the end {info['load_end']}."]
+                         + label_markdown(info["labelling"]))
+        out = write_results("scale_labelling", info, text, results_dir(args))
+        print(f"wrote {out}")
+        return 0
     if set(info["setups"]) != {t for t, _, _ in SETUPS}:
         print("partial run: no table written")
         print("labelling: " + json.dumps(info["labelling"]))
