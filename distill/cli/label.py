@@ -2,16 +2,23 @@
 import time
 from pathlib import Path
 
+from distill.cli.tokens import TOKEN_HELP, add_task_arguments, label_tokens, wants_tokens
 from teachers import soft_labels as library
 from teachers.engines import ENGINES
 from teachers.soft_labels import (MERGED, UserError, merge_shards, parse_shard, soft_labels)
 
-DESCRIPTION = library.__doc__
+DESCRIPTION = library.__doc__ + TOKEN_HELP + """
+    distill label --teacher runs/ner/teacher/teacher --input ner/train.txt --out labels/train
+writes labels/train/soft_labels.npz (+ .json): per sentence, the teacher's logits of each token's
+first sub-token, float16 by default (--storage); --shard/--merge/--engine onnx are sentence-only.
+"""
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--teacher", help="fine-tuned teacher dir (distill finetune's teacher/)")
-    parser.add_argument("--input", help="texts to label (.tsv/.jsonl/.csv; labels optional)")
+    parser.add_argument("--input", help="texts to label (.tsv/.jsonl/.csv; labels optional), or "
+                                        "token sentences (.txt/.conll CoNLL or token JSONL; "
+                                        "tags optional)")
     parser.add_argument("--out", required=True, help="output folder (re-run to resume)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-len", type=int, default=None,
@@ -36,8 +43,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--engine-cache", default=None,
                         help="exported engines (default: next to a --teacher dir, TEACHER.engines)")
     parser.add_argument("--no-progress", action="store_true")
+    add_task_arguments(parser, storage=True)
+
 
 def main(args) -> int:
+    if wants_tokens(args, args.input, args.teacher):
+        return label_tokens(args)
     shard = parse_shard(args.shard) if args.shard else None
     if args.merge:
         logits = merge_shards(args.out, shard[1] if shard else None)
