@@ -1,4 +1,5 @@
 """`distill label`: the command line of ``teachers.soft_labels``."""
+import argparse
 import time
 from pathlib import Path
 
@@ -34,8 +35,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
     parser.add_argument("--engine", default="auto",
                         choices=("auto", *ENGINES.names()),
-                        help="auto = onnx on CPU, dygraph on GPU; onnx-int8 is compared with onnx "
-                             "FP32 on 256 rows (engine.json)")
+                        help="auto = onnx on CPU; on GPU the fastest of dygraph (AMP) and Paddle "
+                             "Inference (TensorRT when present) that passes the check against FP32 "
+                             "dygraph, timings in engine.json; onnx-int8 is compared with onnx FP32 "
+                             "on 256 rows (engine.json)")
+    parser.add_argument("--no-amp", action="store_true",
+                        help="no FP16 mixed precision on GPU (AMP is never used on CPU)")
+    parser.add_argument("--amp-level", default="O1", choices=("O1", "O2"),
+                        help="dygraph AMP level on GPU (auto also measures O2 and keeps it only "
+                             "if it passes the check)")
+    parser.add_argument("--tensorrt", default=None, action=argparse.BooleanOptionalAction,
+                        help="paddle-inference on GPU: TensorRT on/off (default: when Paddle "
+                             "was built with it)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
     parser.add_argument("--sessions", type=int, default=1,
                         help="ONNX engines: split each batch over this many sessions "
@@ -70,7 +81,9 @@ def main(args) -> int:
                          max_len=args.max_len, shard=shard, progress=not args.no_progress,
                          bucket=not args.no_bucket, chunk_batches=args.chunk_batches,
                          device=args.device, engine=args.engine, threads=args.threads,
-                         engine_cache=engine_cache, sessions=args.sessions)
+                         engine_cache=engine_cache, sessions=args.sessions,
+                         amp=not args.no_amp, amp_level=args.amp_level,
+                         tensorrt=args.tensorrt)
     seconds = time.perf_counter() - start
     where = Path(args.out) / MERGED
     print(f"{logits.shape[0]} x {logits.shape[1]} soft labels in {seconds:.1f} s"

@@ -147,7 +147,7 @@ class RunPlan:
             Stage("augment", "augment", self.augment, {"augment": _asdict(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
                   deps=["fetch"], title="augment training set"),
-            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_asdict(self.teachers[0].labels)),
+            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_label_settings(self.teachers[0].labels)),
                   deps=["teacher", "augment"], title="teacher soft labels", parallel=True),
         ]
         stages += self._ensemble_stages(common, trained)
@@ -217,7 +217,7 @@ class RunPlan:
                                      seed=self.seeds[0]),
                                 deps=["fetch"], title=f"fine-tune teacher {i + 1}", parallel=True))
             stages.append(Stage(_labels_key(i), "soft_labels", self._labels_fn(i),
-                                dict(common, labels=_asdict(t.labels)),
+                                dict(common, labels=_label_settings(t.labels)),
                                 deps=[_teacher_key(i), "augment"], title=f"teacher {i + 1} soft labels",
                                 parallel=True))
         keys = [k for i in range(len(self.teachers)) for k in (_teacher_key(i), _labels_key(i))]
@@ -249,9 +249,8 @@ class RunPlan:
         for i, t in enumerate(self.teachers):
             teacher = self.load_teacher(ctx, _teacher_key(i))
             z = sl.soft_labels(teacher, rows, ctx.dir / f"eval-{i}", batch_size=t.labels.batch_size,
-                               device=self.recipe.device, engine=t.labels.engine,
-                               threads=t.labels.threads, sessions=t.labels.sessions,
-                               engine_cache=ctx.dir / "engines", progress=False)
+                               engine=t.labels.engine, engine_cache=ctx.dir / "engines",
+                               progress=False, **_label_options(t.labels, self.recipe.device))
             dev_z.append(z[:len(task.dev)])
             test_z.append(z[len(task.dev):])
             key = _labels_key(i)
@@ -452,12 +451,12 @@ class RunPlan:
         teacher = self.load_teacher(ctx, _teacher_key(index))
         task = self.task(ctx)
         examples = list(task.train) + list(self.augmented(ctx))
-        options = dict(device=self.recipe.device, threads=spec.threads, sessions=spec.sessions,
-                       engine_cache=ctx.dir / "engines")
+        options = dict(_label_options(spec, self.recipe.device), engine_cache=ctx.dir / "engines")
         me = distributed.world()
         start = time.perf_counter()
-        if me.main:  # export the engine once (cached), before anyone labels
-            sl.prepare_engine(teacher, spec.engine, **options)
+        if me.main:  # export the engine once (cached) and make auto's GPU choice, before anyone labels
+            sl.prepare_engine(teacher, spec.engine, examples=examples, out_dir=ctx.dir,
+                              batch_size=spec.batch_size, **options)
         distributed.barrier()
         export_s, start = time.perf_counter() - start, time.perf_counter()
         if me.distributed:  # rank r labels rows r, r+W, ...; rank 0 merges them after a barrier
@@ -478,6 +477,8 @@ class RunPlan:
         engine = read_json(ctx.dir / "engine.json") if (ctx.dir / "engine.json").exists() else {}
         return {"rows": len(examples), "train_rows": len(task.train), "file": sl.MERGED,
                 "engine": engine.get("engine", spec.engine), "check": engine.get("check"),
+                "amp": engine.get("amp", False), "precision": engine.get("precision"),
+                "engine_choice": engine.get("choice"),
                 "train_agreement": agree, "processes": me.size,
                 "export_seconds": round(export_s, 3), "label_seconds": round(label_s, 3)}
 
@@ -708,6 +709,22 @@ def _evaluate_model(model, encoder, examples, labels, max_len: int) -> Optional[
 
 def _asdict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+LABEL_PRECISION_DEFAULTS = {"amp": True, "amp_level": "O1", "tensorrt": None}
+
+
+def _label_settings(spec) -> dict:
+    """The labels' fingerprint settings; the precision keys only when not at their defaults, so
+    recipes written before them keep their fingerprints (on CPU they change nothing)."""
+    return {k: v for k, v in _asdict(spec).items()
+            if k not in LABEL_PRECISION_DEFAULTS or v != LABEL_PRECISION_DEFAULTS[k]}
+
+
+def _label_options(spec, device: str) -> dict:
+    """The ``teachers.soft_labels`` engine keywords of a recipe's ``labels`` section."""
+    return dict(device=device, threads=spec.threads, sessions=spec.sessions, amp=spec.amp,
+                amp_level=spec.amp_level, tensorrt=spec.tensorrt)
 
 
 def _trims(export_settings) -> bool:

@@ -129,7 +129,8 @@ def test_cli_label_sharded_then_merged(tmp_path, teacher, examples, direct):
               "--no-progress"]
     assert cli(common + ["--shard", "0/2"]) == 0
     assert cli(["label", "--out", str(tmp_path / "labels"), "--merge"]) == 2  # shard 1 missing
-    assert cli(common + ["--shard", "1/2"]) == 0
+    # the precision switches are accepted (AMP and TensorRT are GPU-only: FP32 labels here)
+    assert cli(common + ["--shard", "1/2", "--no-amp", "--amp-level", "O2", "--no-tensorrt"]) == 0
     assert cli(["label", "--out", str(tmp_path / "labels"), "--merge"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "labels" / "soft_labels.npy"), direct,
                                atol=1e-5)
