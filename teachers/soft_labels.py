@@ -293,11 +293,23 @@ def label_variant(name: str, options, measured: bool) -> Optional[str]:
     return None
 
 
+def _read_choice(path: Path) -> dict:
+    """The recorded choice, or {} when there is none or it is unreadable (measured again)."""
+    if not path.exists():
+        return {}
+    try:
+        record = read_json(path)
+    except UserError as err:
+        log.warning("%s", err)
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _claim(path: Path, record: dict) -> dict:
     """Write ``record`` to ``path`` unless another process already did (hard link: the first
     writer wins); returns what ``path`` holds. A record for another key is replaced."""
-    if path.exists() and read_json(path).get("key") != record["key"]:
-        path.unlink()
+    if path.exists() and _read_choice(path).get("key") != record["key"]:
+        path.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     write_json(tmp, record)
     try:
@@ -306,7 +318,7 @@ def _claim(path: Path, record: dict) -> dict:
         pass
     finally:
         tmp.unlink(missing_ok=True)
-    return read_json(path)
+    return _read_choice(path)
 
 
 def engine_for_job(teacher, engine: str, store: "LabelStore", sample, options, weights: str,
@@ -322,23 +334,23 @@ def engine_for_job(teacher, engine: str, store: "LabelStore", sample, options, w
     if not todo:
         return eng.labelling_engine(engine, teacher, sample, options, weights)
     path = store.out_dir / CHOICE_FILE
-    record = read_json(path) if path.exists() else {}
+    record = _read_choice(path)
     if record.get("key") == store.key and record.get("candidate"):
-        chosen = eng.Candidate(**record["candidate"])
         try:
+            chosen = eng.Candidate(**record["candidate"])
             predict, report = eng.labelling_engine(chosen.engine, teacher, sample,
                                                    chosen.options(options), weights)
             report.update(requested=engine, choice=record["choice"], candidate=record["candidate"],
                           choice_reused=True)
             return predict, report
-        except eng.EngineError as err:
+        except (eng.EngineError, TypeError) as err:  # TypeError: a record of another format
             log.warning("%s: the recorded engine %s does not build here (%s); measuring again",
                         path, record["candidate"], err)
             path.unlink(missing_ok=True)
     predict, report = eng.labelling_engine(engine, teacher, sample, options, weights, todo)
     kept = _claim(path, {"key": store.key, "candidate": report["candidate"],
                          "choice": report["choice"]})
-    if kept["candidate"] != report["candidate"]:  # another shard measured first: use its choice
+    if kept.get("candidate") not in (None, report["candidate"]):  # another shard measured first
         return engine_for_job(teacher, engine, store, sample, options, weights, candidates)
     return predict, report
 

@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-amp", action="store_true",
+                        help="no mixed precision on GPU (AMP is never used on CPU)")
     parser.add_argument("--no-progress", action="store_true")
     add_task_arguments(parser, unit=True)
 
@@ -78,7 +80,7 @@ def _main(args: argparse.Namespace) -> int:
     train_config = default_train_config(
         args.kind, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         weight_decay=args.weight_decay, optimizer=args.optimizer, patience=args.patience,
-        seed=args.seed, device=args.device)
+        seed=args.seed, device=args.device, amp=False if args.no_amp else None)
     result = train_student(
         args.kind, parse_json_arg(args.config, "--config"), task, args.out, train_config,
         teacher_logits=logits, augmented=augmented, teacher=teacher,

@@ -243,6 +243,12 @@ def test_soft_labels_choice_is_recorded_once_and_reused(teacher, examples, optio
                               eng.weights_sha256(teacher.model), common["candidates"])
     assert again["choice_reused"] and again["engine"] == record["candidate"]["engine"]
     assert again["choice"] == record["choice"]
+    # an unreadable record (or one of another job) is measured again and replaced
+    (out / CHOICE_FILE).write_text("{not json")
+    _, fresh = engine_for_job(teacher, "auto", LabelStore(out, key), sample, options,
+                              eng.weights_sha256(teacher.model), common["candidates"])
+    assert "choice_reused" not in fresh and len(fresh["choice"]["trials"]) == 2
+    assert json.loads((out / CHOICE_FILE).read_text())["key"] == key
     # FP32 on CPU: the labels share the cache of a named FP32 engine
     np.testing.assert_array_equal(
         soft_labels(teacher, examples, out, engine="dygraph", **dict(common, candidates=None)),
