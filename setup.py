@@ -9,6 +9,8 @@ RUNTIME = [
     "tokenizers", "sentencepiece",           # WordPiece / SentencePiece encoders
     "jieba", "regex",                        # word students (Chinese / English words)
     "starlette", "uvicorn",                  # distill serve
+    "httptools",                             # uvicorn's C HTTP parser (h11 is pure Python)
+    "uvloop; sys_platform != 'win32'",       # uvicorn's libuv event loop (not on Windows)
 ]
 # Training, labelling and export: pip install "ernie-distill[train]" (make install uses the
 # complete lock in requirements.txt instead).
