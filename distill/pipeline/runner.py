@@ -601,7 +601,8 @@ class RunPlan:
                         "test": {k: t_test.get(k) for k in ("accuracy", "macro_f1")},
                         "latency_ms_b1": t_ref["latency_ms_b1"] if t_ref else None,
                         "throughput_b32": t_ref["throughput_b32"] if t_ref else None,
-                        "exports": t_exports},
+                        "exports": t_exports,
+                        "labelling": _labelling(ctx.results.get("soft_labels"))},
             "students": [],
             "package": (ctx.results.get("package") or {}).get("path"),
             "selection": SELECTION,
@@ -709,6 +710,17 @@ def _evaluate_model(model, encoder, examples, labels, max_len: int) -> Optional[
 
 def _asdict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+def _labelling(result: Optional[dict]) -> Optional[dict]:
+    """How the (first) teacher labelled: engine, precision, AMP, rows, processes and rows/s."""
+    if not result:
+        return None
+    seconds = result.get("label_seconds")
+    return {"engine": result.get("engine"), "precision": result.get("precision") or "fp32",
+            "amp": bool(result.get("amp", False)), "rows": result.get("rows"),
+            "processes": result.get("processes", 1),
+            "rows_per_s": round(result["rows"] / seconds, 1) if seconds else None}
 
 
 LABEL_PRECISION_DEFAULTS = {"amp": True, "amp_level": "O1", "tensorrt": None}
