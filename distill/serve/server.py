@@ -19,14 +19,23 @@ Endpoints:
 Micro-batching: requests wait in a queue; one worker task takes the first and every request
 already queued behind it (up to ``max_batch`` texts). Only when others were queued too (clients
 are sending concurrently) does it wait for more, until ``max_batch`` texts or ``max_wait_ms``
-after the first; a lone request runs at once. While ONNX Runtime computes a batch on a single
-background thread, new requests queue up and form the next batch. Encoding the batch and
-writing the answers run on the event loop; only the ONNX Runtime call (which releases the GIL)
-runs on the model thread, so HTTP work and the model overlap instead of two threads taking
-turns at the GIL; ``serve`` also shortens the GIL switch interval (``SWITCH_S``) so that the
-model thread gets the GIL back promptly when its call returns. A request with more than
-``max_batch`` texts runs alone, in chunks of ``max_batch``. ``POST /predict`` is a plain ASGI
-function in front of the Starlette app (``_PredictRoute``); the other paths are Starlette's.
+after the first; a lone request runs at once. While a batch is computed, new requests queue up
+and form the next batch.
+
+Where the model runs: encoding a batch and writing the answers happen on the event loop. A
+short ONNX Runtime call (running mean of its CPU time under ``INLINE_S``, 5 ms: e.g. the BOW
+student; with ``--threads`` > 1 only the calling thread's share counts) runs on
+the event loop as well: handing it to a thread and back costs two GIL hand-overs, and on a busy
+machine each waits for the OS to schedule the other thread again (py-spy on the BOW server at
+load ~20 showed the event loop waiting on the GIL in ``executor.submit`` for ~45 % of its
+time). Longer calls (transformers) run on one model thread, which frees the GIL inside ONNX
+Runtime, so the loop keeps accepting and parsing requests meanwhile; ``serve`` shortens the
+GIL switch interval (``SWITCH_S``) so that this thread gets the GIL back promptly when its call
+returns. ``/metadata`` says which (``serving.inline``).
+
+A request with more than ``max_batch`` texts runs alone, in chunks of ``max_batch``.
+``POST /predict`` is a plain ASGI function in front of the Starlette app (``_PredictRoute``);
+the other paths are Starlette's.
 
 Validation (never a 500 for user input): bodies over ``max_body_bytes`` (or more than
 ``max_texts`` texts, or a text over ``max_text_chars``) get 413; malformed JSON, a body that is not
@@ -46,6 +55,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 from starlette.applications import Starlette
@@ -58,6 +68,7 @@ from distill.serve.predict import Predictor, load_package
 
 ENV_PACKAGE, ENV_SETTINGS = "DISTILL_SERVE_PACKAGE", "DISTILL_SERVE_SETTINGS"
 SWITCH_S = 0.0005  # GIL switch interval of a server process (Python's default: 0.005)
+INLINE_S = 0.005   # ONNX Runtime calls cheaper than this (mean CPU s) run on the event loop
 
 
 @dataclasses.dataclass
@@ -96,6 +107,13 @@ class _Job:
     future: "asyncio.Future[Any]"
 
 
+def _cpu_timed(fn, *args):
+    """``(fn(*args), CPU seconds of this thread)``: the call's cost, whatever the machine load."""
+    began = time.thread_time()
+    out = fn(*args)
+    return out, time.thread_time() - began
+
+
 class MicroBatcher:
     """Collects concurrent requests into one model call (see the module docstring)."""
 
@@ -104,9 +122,12 @@ class MicroBatcher:
         self.queue: "asyncio.Queue[_Job]" = asyncio.Queue()
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="onnx")
         self.task: Optional[asyncio.Task] = None
+        # running mean of one ONNX Runtime call's CPU seconds; the first runs on the model thread
+        self.call_seconds, self.calls = float("inf"), 0
         self._carry: Optional[_Job] = None
         self.stats: Dict[str, Any] = {"requests": 0, "texts": 0, "batches": 0, "largest_batch": 0,
-                                      "failed_batches": 0, "open_requests": 0}
+                                      "failed_batches": 0, "open_requests": 0,
+                                      "inline": False}
         self.batch_sizes: "collections.Counter[int]" = collections.Counter()
 
     def start(self) -> None:
@@ -131,9 +152,9 @@ class MicroBatcher:
         return await future
 
     async def _predict(self, loop, texts: List[str], texts_b: Optional[List[str]]):
-        """Results for ``texts`` in chunks of ``max_batch``: encoding and answers on the event
-        loop, only ONNX Runtime (which releases the GIL) on the model thread, so that HTTP work
-        and the model overlap without the two threads taking turns at the GIL."""
+        """Results for ``texts`` in chunks of ``max_batch``. Encoding and answers run on the
+        event loop; the ONNX Runtime call runs on the loop too while calls are short (under
+        ``INLINE_S``), on the model thread once they are long (see the module docstring)."""
         step, predictor = self.config.max_batch, self.predictor
         if not isinstance(predictor, Predictor):  # entity spans: the token predictor whole
             return await loop.run_in_executor(self.executor, predictor.predict, texts, texts_b,
@@ -142,8 +163,15 @@ class MicroBatcher:
         for start in range(0, len(texts), step):
             chunk_b = None if texts_b is None else texts_b[start:start + step]
             feed = predictor.feed(texts[start:start + step], chunk_b)
-            results += predictor.results(await loop.run_in_executor(self.executor,
-                                                                    predictor.run, feed))
+            if self.call_seconds < INLINE_S:
+                logits, took = _cpu_timed(predictor.run, feed)
+            else:
+                logits, took = await loop.run_in_executor(self.executor, _cpu_timed,
+                                                          predictor.run, feed)
+            self.call_seconds = took if self.calls == 0 else 0.8 * self.call_seconds + 0.2 * took
+            self.calls += 1
+            self.stats["inline"] = self.call_seconds < INLINE_S
+            results += predictor.results(logits)
         return results
 
     def _drain(self, jobs: List[_Job], count: int) -> int:
