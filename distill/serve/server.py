@@ -58,6 +58,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -312,8 +313,9 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 async def _send_json(send, status: int, data: Any) -> None:
-    body = json.dumps(data, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode("utf-8")
+    # orjson: the bytes of json.dumps(ensure_ascii=False, separators=(",", ":")) at a fraction
+    # of the cost (32 answers with their probabilities are most of a BOW batch's JSON time)
+    body = orjson.dumps(data)
     await send({"type": "http.response.start", "status": status,
                 "headers": _JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

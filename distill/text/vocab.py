@@ -55,6 +55,13 @@ _CHUNK_CACHE_SIZE = 1 << 18  # distinct whitespace-free chunks kept per vocabula
 
 
 @functools.lru_cache(maxsize=1)
+def _split_unsafe_re() -> "re.Pattern":
+    """Finds a character of ``_split_unsafe`` (never matches when there is none)."""
+    chars = _split_unsafe()
+    return re.compile("[" + re.escape(chars) + "]" if chars else "(?!)")
+
+
+@functools.lru_cache(maxsize=1)
 def _split_unsafe() -> str:
     """Characters ``str.split()`` splits at but the English regex's ``\\s`` does not match."""
     # Unicode puts every white-space character in the BMP (the test checks all code points)
@@ -148,7 +155,7 @@ class WordVocab:
     def ids(self, text: str) -> List[int]:
         """Word ids of ``text`` (``[UNK]`` for unknown words; one ``[UNK]`` for an empty text)."""
         if self.language != "en" or "[" in text or "<" in text \
-                or any(c in text for c in _split_unsafe()):
+                or _split_unsafe_re().search(text):
             return self.exact_ids(text)
         chunks = (text.lower() if self.lowercase else text).split()
         found = list(map(self._chunk_ids.get, chunks))  # each a tuple of ids, None if unseen

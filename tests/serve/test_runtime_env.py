@@ -24,10 +24,10 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 # setup.py's RUNTIME and what they need (onnxruntime: flatbuffers, packaging, protobuf;
 # starlette: anyio, idna, typing_extensions; uvicorn: click, h11, and its fast paths httptools
-# and uvloop).
+# and uvloop; orjson for the server's answers).
 RUNTIME = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", "tokenizers",
            "sentencepiece", "jieba", "regex", "starlette", "anyio", "idna", "typing_extensions",
-           "uvicorn", "click", "h11", "httptools", "uvloop")
+           "uvicorn", "click", "h11", "httptools", "uvloop", "orjson")
 ABSENT = ("paddle", "paddleslim", "paddle2onnx", "onnx", "sklearn", "yaml", "safetensors",
           "huggingface_hub", "pytest")
 

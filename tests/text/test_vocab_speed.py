@@ -114,3 +114,11 @@ def test_split_unsafe_characters_cover_every_code_point():
     spaces = {c for c in every if c.isspace()}
     assert spaces == set(re.findall(r"\s", every))
     assert set(_split_unsafe()) == spaces - set(regex.findall(r"\s", every))
+
+
+def test_texts_with_split_unsafe_characters_take_the_exact_path():
+    vocab = _random_vocab()
+    for char in _split_unsafe():
+        text = f"good{char}film don't"
+        assert vocab.ids(text) == vocab.exact_ids(text)
+        assert f"good{char}film" not in vocab._chunk_ids  # never split at it, never cached
