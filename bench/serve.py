@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -110,17 +110,21 @@ def references(package: Path, texts: List[str], seconds: float) -> Dict[str, flo
         enc = predictor.encoder.encode(batch, max_len=predictor.max_len)
         feeds.append({n: enc[n] for n in predictor.input_names})
 
-    def rate(step) -> float:
-        done, start = 0, time.perf_counter()
+    cpu: Dict[str, float] = {}
+
+    def rate(name, step) -> float:
+        done, start, cpu0 = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:  # bounded in time
             for i in range(len(batches)):
                 step(i)
                 done += len(batches[i])
+        cpu[name] = 1e6 * (time.process_time() - cpu0) / done  # CPU microseconds per text
         return done / (time.perf_counter() - start)
 
-    return {"raw_ort": rate(lambda i: predictor.session.run(None, feeds[i])),
-            "predictor": rate(lambda i: predictor.predict(batches[i], batch_size=32)),
-            "predictor_cold": cold}
+    return {"raw_ort": rate("raw_ort", lambda i: predictor.session.run(None, feeds[i])),
+            "predictor": rate("predictor", lambda i: predictor.predict(batches[i], batch_size=32)),
+            "predictor_cold": cold, "raw_ort_cpu_us": cpu["raw_ort"],
+            "predictor_cpu_us": cpu["predictor"]}
 
 
 def _free_port() -> int:
@@ -213,14 +217,26 @@ def load(url: str, texts: List[str], concurrency: int, requests: int, seconds: f
         runner = uvloop.run
     except ImportError:
         pass
+    cpu0 = time.process_time()
     latencies, errors, elapsed = runner(_load(host, int(port), bodies, concurrency, requests,
                                               seconds))
+    client_cpu = time.process_time() - cpu0
     lat = np.array(latencies or [float("nan")]) * 1000
     return {"concurrency": concurrency, "texts_per_request": per_request,
             "requests": len(latencies), "seconds": round(elapsed, 2),
             "rps": len(latencies) / elapsed, "texts_per_s": per_request * len(latencies) / elapsed,
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "errors": errors}
+            "errors": errors,
+            "client_cpu_us": 1e6 * client_cpu / max(1, per_request * len(latencies))}
+
+
+def process_cpu(pid: int) -> Optional[float]:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench(quick: bool, max_wait_ms: float = MAX_WAIT_MS) -> Dict[str, object]:
@@ -245,8 +261,14 @@ def bench(quick: bool, max_wait_ms: float = MAX_WAIT_MS) -> Dict[str, object]:
                 load(url, texts, 4, 50, 10.0)  # warm-up
                 for per_request, c in SHAPES[kind]:
                     before = httpx.get(f"{url}/metadata").json()["serving"]
+                    cpu0 = process_cpu(proc.pid)
                     row = load(url, texts, c, requests, seconds, per_request)
+                    cpu1 = process_cpu(proc.pid)
                     after = httpx.get(f"{url}/metadata").json()["serving"]
+                    row["server_cpu_us"] = (None if cpu0 is None or cpu1 is None else
+                                            1e6 * (cpu1 - cpu0) / max(1, after["texts"]
+                                                                      - before["texts"]))
+                    row["inline"] = after.get("inline")
                     calls = after["batches"] - before["batches"]
                     row["mean_batch"] = (after["texts"] - before["texts"]) / max(1, calls)
                     row["vs_raw_ort"] = row["texts_per_s"] / ref["raw_ort"]
@@ -275,8 +297,11 @@ def verdicts(info: Dict[str, object]) -> List[str]:
         if r["concurrency"] != 32:
             continue
         met = r["vs_raw_ort"] >= AIM and r["errors"] == 0
+        cpu = r.get("server_cpu_us")
+        share = (f" (by CPU time {100 * info['models']['bow']['reference']['raw_ort_cpu_us'] / cpu:.0f} %)"
+                 if cpu else "")
         out.append(f"{r['texts_per_request']} text(s) per request: "
-                   f"{100 * r['vs_raw_ort']:.0f} % of raw ORT, {r['errors']} errors -> "
+                   f"{100 * r['vs_raw_ort']:.0f} % of raw ORT{share}, {r['errors']} errors -> "
                    f"{'meets' if met else 'misses'} the aim")
     return out
 
@@ -293,23 +318,35 @@ def markdown(info: Dict[str, object]) -> str:
     for kind, m in info["models"].items():
         ref = m["reference"]
         lines.append(f"{kind}: raw ONNX Runtime {ref['raw_ort']:,.0f} texts/s (pre-encoded "
-                     f"batches of 32), predictor {ref['predictor']:,.0f} texts/s (batches of 32, "
-                     f"encoding included; first pass with an empty word cache "
-                     f"{ref['predictor_cold']:,.0f} texts/s).")
+                     f"batches of 32; {ref['raw_ort_cpu_us']:,.1f} CPU us per text), predictor "
+                     f"{ref['predictor']:,.0f} texts/s (batches of 32, encoding included; "
+                     f"{ref['predictor_cpu_us']:,.1f} CPU us per text; first pass with an empty "
+                     f"word cache {ref['predictor_cold']:,.0f} texts/s).")
     lines.append("")
     rows = []
     for kind, m in info["models"].items():
         for r in m["load"]:
+            server_cpu = r.get("server_cpu_us")
             rows.append([kind, r["texts_per_request"], r["concurrency"], r["requests"],
                          r["texts_per_s"], r["p50_ms"], r["p99_ms"], r["errors"],
                          r["mean_batch"], f"{100 * r['vs_raw_ort']:.1f} %",
-                         f"{100 * r['vs_predictor']:.0f} %"])
+                         f"{100 * r['vs_predictor']:.0f} %",
+                         "-" if server_cpu is None else server_cpu, r["client_cpu_us"],
+                         "-" if not server_cpu else
+                         f"{100 * m['reference']['raw_ort_cpu_us'] / server_cpu:.0f} %"])
     lines.append(md_table(["model", "texts per request", "concurrency", "requests", "texts/s",
                            "p50 ms", "p99 ms", "errors", "texts per ORT call",
-                           "server / raw ORT", "server / predictor"], rows))
+                           "server / raw ORT", "server / predictor", "server CPU us/text",
+                           "client CPU us/text", "raw ORT CPU / server CPU"], rows))
     verdict = verdicts(info)
     lines += ["", "Aim (BOW, concurrency 32, >= 70 % of raw ONNX Runtime, zero errors): "
               + ("; ".join(verdict) if verdict else "no BOW rows at concurrency 32") + ".", "",
+              "CPU columns: CPU time (user + system, all threads) per text of the server process "
+              "and of the client during the row, and the raw ONNX Runtime CPU time per text "
+              "divided by the server's: roughly the share of raw ONNX Runtime throughput the server "
+              "would reach with a core of its own (and the client another). CPU time depends far less on the other "
+              "processes than throughput does, so on a loaded machine this column says more "
+              "about the server than the texts/s ratio.", "",
               "Reading the ratios: the references run batches of 32 consecutive sentences, "
               "each padded to its longest one, in this process on one thread; the server "
               "additionally parses HTTP and JSON, encodes, and writes a JSON answer per text, "
