@@ -298,8 +298,8 @@ def verdicts(info: Dict[str, object]) -> List[str]:
             continue
         met = r["vs_raw_ort"] >= AIM and r["errors"] == 0
         cpu = r.get("server_cpu_us")
-        share = (f" (by CPU time {100 * info['models']['bow']['reference']['raw_ort_cpu_us'] / cpu:.0f} %)"
-                 if cpu else "")
+        raw_cpu = info["models"]["bow"]["reference"]["raw_ort_cpu_us"]
+        share = f" (by CPU time {100 * raw_cpu / cpu:.0f} %)" if cpu else ""
         out.append(f"{r['texts_per_request']} text(s) per request: "
                    f"{100 * r['vs_raw_ort']:.0f} % of raw ORT{share}, {r['errors']} errors -> "
                    f"{'meets' if met else 'misses'} the aim")
@@ -343,10 +343,10 @@ def markdown(info: Dict[str, object]) -> str:
               + ("; ".join(verdict) if verdict else "no BOW rows at concurrency 32") + ".", "",
               "CPU columns: CPU time (user + system, all threads) per text of the server process "
               "and of the client during the row, and the raw ONNX Runtime CPU time per text "
-              "divided by the server's: roughly the share of raw ONNX Runtime throughput the server "
-              "would reach with a core of its own (and the client another). CPU time depends far less on the other "
-              "processes than throughput does, so on a loaded machine this column says more "
-              "about the server than the texts/s ratio.", "",
+              "divided by the server's: roughly the share of raw ONNX Runtime throughput the "
+              "server would reach with a core of its own (and the client another). CPU time "
+              "depends far less on the other processes than throughput does, so on a loaded "
+              "machine this column says more about the server than the texts/s ratio.", "",
               "Reading the ratios: the references run batches of 32 consecutive sentences, "
               "each padded to its longest one, in this process on one thread; the server "
               "additionally parses HTTP and JSON, encodes, and writes a JSON answer per text, "

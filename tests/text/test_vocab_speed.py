@@ -71,7 +71,8 @@ def test_real_movies_en_reviews_get_identical_ids_and_arrays():
     assert any(not t.isascii() for t in texts)  # real text exercises non-ASCII chunks too
     for start in range(0, 640, 64):
         batch, pairs = texts[start:start + 64], texts[start + 64:start + 128]
-        for got, want in ((vocab.encode(batch, max_len=40), _reference_encode(vocab, batch, None, 40)),
+        for got, want in ((vocab.encode(batch, max_len=40),
+                           _reference_encode(vocab, batch, None, 40)),
                           (vocab.encode(batch, pairs, max_len=40),
                            _reference_encode(vocab, batch, pairs, 40))):
             for key in want:
@@ -85,9 +86,10 @@ def test_real_reviews_zh_ids_are_unchanged():
 
 
 _PIECES = st.sampled_from(["don't", "it's", "can’t", "J.R.R.", "8/10", "90%", "co-writer",
-                           "www.x.org/a.", "http://a.b/c),", "a@b.com", "[MASK]", "<mask>", "</s>",
-                           "...", "?!", "--", "Σ", "ΟΔΟΣ", "İ", "ſ", "K", "\x1c", "\u3000", "\xa0",
-                           "\u2028", "\t", "\n", " ", "_", "é", "ﬁ", "2nd", "'s", "’re"])
+                           "www.x.org/a.", "http://a.b/c),", "a@b.com", "[MASK]", "<mask>",
+                           "</s>", "...", "?!", "--", "Σ", "ΟΔΟΣ", "İ", "ſ", "K", "\x1c",
+                           "\u3000", "\xa0", "\u2028", "\t", "\n", " ", "_", "é", "ﬁ", "2nd",
+                           "'s", "’re"])
 
 
 @settings(max_examples=400, deadline=None)
