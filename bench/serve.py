@@ -320,8 +320,9 @@ def markdown(info: Dict[str, object]) -> str:
         lines.append(f"{kind}: raw ONNX Runtime {ref['raw_ort']:,.0f} texts/s (pre-encoded "
                      f"batches of 32; {ref['raw_ort_cpu_us']:,.1f} CPU us per text), predictor "
                      f"{ref['predictor']:,.0f} texts/s (batches of 32, encoding included; "
-                     f"{ref['predictor_cpu_us']:,.1f} CPU us per text; first pass with an empty "
-                     f"word cache {ref['predictor_cold']:,.0f} texts/s).")
+                     f"{ref['predictor_cpu_us']:,.1f} CPU us per text; its first pass over the "
+                     f"texts {ref['predictor_cold']:,.0f} texts/s"
+                     f"{', word cache empty' if kind != 'tiny' else ''}).")
     lines.append("")
     rows = []
     for kind, m in info["models"].items():
