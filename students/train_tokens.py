@@ -78,17 +78,11 @@ def _build_model(kind: str, config: Optional[Dict[str, Any]], encoder, num_tags:
     if kind != "tiny":
         return build_student(kind, config, encoder.vocab_size, num_tags, encoder.pad_id,
                              task="token"), None
-    from students.taggers import TinyTagger, init_tagger_from_teacher
-    from students.tiny import TinyConfig, tiny_config_for
+    from students.taggers import TinyTagger
+    from students.tiny import build_tiny
 
-    tiny = (tiny_config_for(teacher.config, config, where="token student 'tiny' config")
-            if teacher is not None else TinyConfig.from_dict(config, where="student 'tiny' config"))
-    if tiny.init == "teacher" and teacher is None:
-        raise UserError("tiny tagger with init='teacher' needs a teacher (or config init='random')")
-    vocab_size = teacher.config.vocab_size if tiny.init == "teacher" else encoder.vocab_size
-    model = TinyTagger(tiny, vocab_size, num_tags, encoder.pad_id)
-    layer_map = init_tagger_from_teacher(model, teacher.model) if tiny.init == "teacher" else None
-    return model, layer_map
+    return build_tiny(TinyTagger, config, encoder, num_tags, teacher,
+                      where="token student 'tiny' config")
 
 
 def train_token_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir,

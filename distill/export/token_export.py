@@ -30,7 +30,8 @@ from distill.core.errors import UserError
 from distill.core.io import write_json
 from distill.export.exporter import (FORMAT_STEPS, FORMATS, ExportConfig, ExportResult,
                                      _Context, _save_encoder, load_model_dir)
-from distill.export.measure import ArtifactReport, _singles, artifact_size, latency_b1, throughput
+from distill.export.measure import (ArtifactReport, _singles, artifact_size, latency_b1,
+                                   numeric_reasons, throughput, verdict)
 
 DEFAULT_MAX_F1_DROP = 0.5  # points of entity F1
 
@@ -120,16 +121,7 @@ def judge_tokens(report: ArtifactReport, reference_dev: Optional[Dict[str, Any]]
     if max_disagreement is not None and disagreement > max_disagreement + 1e-12:
         reasons.append(f"tags differ from FP32 on {100 * disagreement:.2f}% of the eval tokens "
                        f"> {100 * max_disagreement:.2f}%")
-    if not report.details.get("int8", False):
-        scale = max(1.0, float(report.details.get("reference_max_abs_logit", 1.0)))
-        if report.parity["max_abs_diff"] > fp32_tolerance * scale:
-            reasons.append(f"FP32 logits differ by {report.parity['max_abs_diff']:.3g} > "
-                           f"{fp32_tolerance * scale:.3g}")
-    elif report.details.get("quantized_weight_fraction", 1.0) <= 0.0:
-        reasons.append("nothing was quantized (no INT8 weights in the file)")
-    report.accepted = not reasons
-    report.reason = "; ".join(reasons)
-    return report
+    return verdict(report, reasons + numeric_reasons(report, fp32_tolerance))
 
 
 def _split(encoder, examples, max_len: int, batch_size: int, tags) -> _TokenSplit:

@@ -321,20 +321,21 @@ class RunPlan:
             task = data.load_task(d.train, d.dev, d.test, fmt=d.format, columns=d.columns,
                                   name=self.loaded.name, on_error=d.on_error)
             name = task.name or self.loaded.name
-        train = list(task.train)
-        if d.max_train is not None and d.max_train < len(train):
-            keep = sorted(random.Random(0).sample(range(len(train)), d.max_train))
-            train = [train[i] for i in keep]
+        train = sample_train(task.train, d.max_train)
         for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
             data.write_examples(ctx.dir / f"{split}.jsonl", rows)
-        for i, t in enumerate(self.teachers):  # every built-in teacher's weights
-            if t.source != "random" and self.teacher_path(i) is None:
-                from distill.data import fetch
-                fetch.fetch(t.source)
+        self._fetch_teacher_weights()
         result = {"name": name, "labels": list(task.labels),
                   "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
         write_json(ctx.dir / "task.json", result)
         return result
+
+    def _fetch_teacher_weights(self) -> None:
+        """Download every built-in teacher's weights (not random or local ones)."""
+        for i, t in enumerate(self.teachers):
+            if t.source != "random" and self.teacher_path(i) is None:
+                from distill.data import fetch
+                fetch.fetch(t.source)
 
     def task(self, ctx: StageContext):
         """The task as the fetch stage stored it."""
@@ -412,31 +413,39 @@ class RunPlan:
         return ckpt.load_teacher(str(ctx.dep_dir(key) / "teacher"))
 
     def augment(self, ctx: StageContext) -> dict:
-        """Expand the training set (Tang et al. rules); the rows keep their source_id, no label."""
-        from distill.data.augment import augmenter as aug
-        from distill.data import examples as data
+        """Expand the training set (``_augment_rows``: the task's rules); the rows keep their
+        source_id (the training row they come from)."""
         spec = self.recipe.augment
         task = self.task(ctx)
         out = ctx.dir / "augmented.jsonl"
         if not spec.enabled:
-            data.write_examples(out, [])
+            self._write_augmented(out, [])
             return {"rows": 0, "enabled": False}
         from distill.text.encoders import load_encoder
 
         encoder = load_encoder(ctx.dep_dir("teacher") / "teacher")
+        rows, info = self._augment_rows(task, spec, encoder)
+        self._write_augmented(out, rows)
+        return {"rows": len(rows), "enabled": True, **info}
+
+    @staticmethod
+    def _write_augmented(path: Path, rows) -> None:
+        from distill.data import examples as data
+        data.write_examples(path, rows)
+
+    def _augment_rows(self, task, spec, encoder):
+        """Tang et al. rules (mask, same-POS, n-gram): the rows (no label) and what to report."""
+        from distill.data.augment import augmenter as aug
         rules = dict(spec.rules)
         rules.setdefault("mask_token", aug.mask_token_for(encoder))
         rules.setdefault("seed", 0)
         config = aug.AugmentConfig(**rules)
-        sources = list(range(len(task.train)))
-        if spec.max_source is not None and spec.max_source < len(sources):
-            sources = sorted(random.Random(config.seed).sample(sources, spec.max_source))
+        sources = augment_sources(len(task.train), spec.max_source, config.seed)
         stats = aug.AugmentStats()
         rows = list(aug.augment_examples([task.train[i] for i in sources], config, stats, progress=True))
-        rows = [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]  # train index
-        data.write_examples(out, rows)
-        return {"rows": len(rows), "enabled": True, "summary": stats.summary(),
-                "mask_token": config.mask_token, "lang": stats.lang, "tagger": stats.tagger}
+        return renumber_sources(rows, sources), {"summary": stats.summary(),
+                                                 "mask_token": config.mask_token,
+                                                 "lang": stats.lang, "tagger": stats.tagger}
 
     def augmented(self, ctx: StageContext):
         from distill.data import examples as data
@@ -488,35 +497,45 @@ class RunPlan:
         return fn
 
     def train_student(self, ctx: StageContext, spec: StudentSpec, seed: int, distilled: bool) -> dict:
-        """Train one student: plain on gold labels, or distilled on soft labels + augmented rows."""
-        from students import train as st
+        """Train one student: plain on gold labels, or distilled on soft labels + augmented rows
+        (``_reads_teacher``, ``_training_soft_labels`` and ``_fit_student`` are the task's parts)."""
         task = self.task(ctx)
-        teacher = None
         loss = dict(spec.loss) if distilled else None
         online = distilled and _online_terms(loss)
-        if spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher":
-            teacher = self.load_teacher(ctx)
+        teacher = self.load_teacher(ctx) if self._reads_teacher(spec, online) else None
         settings = dict(spec.train)
         if not distilled and spec.baseline_train:
             settings.update(spec.baseline_train)
-        config = st.default_train_config(spec.kind, **dict(settings, seed=seed, device=self.recipe.device))
+        settings.update(seed=seed, device=self.recipe.device)
         logits = augmented = None
         if distilled:
             augmented = self.augmented(ctx)
-            key = self._labels_stage()
-            logits = np.load(ctx.dep_dir(key) / ctx.result(key)["file"])
+            logits = self._training_soft_labels(ctx)
         max_len = spec.max_len or self.teachers[0].max_len
-        result = st.train_student(spec.kind, spec.config, task, ctx.dir, config, teacher_logits=logits,
-                                  augmented=augmented, loss=loss, teacher=teacher, vocab=spec.vocab,
-                                  max_len=max_len)
+        result = self._fit_student(spec, task, ctx.dir, settings, teacher_logits=logits,
+                                   augmented=augmented, loss=loss, teacher=teacher, max_len=max_len)
         keep = ("kind", "mode", "loss", "seed", "train_rows", "augmented_rows", "parameters",
                 "vocab_size", "dev", "test")
         return {**{k: result.get(k) for k in keep}, "best_epoch": result["fit"]["best_epoch"],
                 "train_time_s": result["fit"]["train_time_s"], "dir": "student"}
 
-    def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
+    def _reads_teacher(self, spec: StudentSpec, online: bool) -> bool:
+        """Whether a student needs the teacher (its tokenizer, layers or online loss terms)."""
+        return spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher"
+
+    def _training_soft_labels(self, ctx: StageContext):
+        key = self._labels_stage()
+        return np.load(ctx.dep_dir(key) / ctx.result(key)["file"])
+
+    def _fit_student(self, spec: StudentSpec, task, out_dir: Path, settings: dict, **inputs) -> dict:
+        from students import train as st
+        config = st.default_train_config(spec.kind, **settings)
+        return st.train_student(spec.kind, spec.config, task, out_dir, config, vocab=spec.vocab,
+                                **inputs)
+
+    def _export_config(self, formats=None):
+        """The recipe's ``export`` settings as an ``ExportConfig`` (``formats`` overrides)."""
         from distill.export import exporter as ex
-        task = self.task(ctx)
         settings = dict(self.recipe.export.settings)
         if formats is not None:
             settings["formats"] = formats
@@ -526,8 +545,14 @@ class RunPlan:
             from distill.export.measure import MeasureSettings
 
             settings["measure"] = MeasureSettings(**settings["measure"])
-        config = ex.ExportConfig(**settings)
-        trim_texts = list(task.train) + list(self.augmented(ctx)) if _trims(settings) else None
+        return ex.ExportConfig(**settings)
+
+    def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
+        from distill.export import exporter as ex
+        task = self.task(ctx)
+        config = self._export_config(formats)
+        trim_texts = (list(task.train) + list(self.augmented(ctx))
+                      if _trims(self.recipe.export.settings) else None)
         result = ex.export_model(str(model_dir), out_dir=ctx.dir, calib_examples=task.train,
                                  eval_examples=task.dev, test_examples=task.test, config=config,
                                  trim_texts=trim_texts)
@@ -549,16 +574,14 @@ class RunPlan:
         candidates = {s.name: ctx.result(f"export/{s.name}")["artifacts"] for s in self.recipe.students}
         best = pk.best_student(candidates)
         if best is None:
-            raise UserError("package: no student has an accepted ONNX export; see the export "
-                            "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
-                                                              for s in self.recipe.students))
+            self._nothing_to_package("student")
         s = next(spec for spec in self.recipe.students if spec.name == best[0])
         reports, choice = candidates[s.name], best[1]
         export_dir = ctx.dep_dir(f"export/{s.name}")
         ref = ctx.result(f"export/{s.name}")["reference"]
         teacher = ctx.result("teacher")
         task = ctx.result("fetch")
-        name = self.loaded.name if len(self.recipe.students) == 1 else f"{self.loaded.name}-{s.name}"
+        name = self._package_name(s)
         meta = pk.PackageMeta(teacher=teacher["name"], student=s.kind, max_len=ref["max_len"],
                               text_pairs=bool(ref.get("text_pairs")),
                               extra={"recipe": self.loaded.name, "student_name": s.name,
@@ -567,6 +590,16 @@ class RunPlan:
                                 ctx.dir / f"{name}.tar.gz", meta)
         return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
                 "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
+
+    def _nothing_to_package(self, what: str):
+        raise UserError(f"package: no {what} has an accepted ONNX export; see the export "
+                        "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
+                                                          for s in self.recipe.students))
+
+    def _package_name(self, spec: StudentSpec) -> str:
+        """NAME of NAME.tar.gz: the recipe's name, with the student's when there are several."""
+        return (self.loaded.name if len(self.recipe.students) == 1
+                else f"{self.loaded.name}-{spec.name}")
 
     def report(self, ctx: StageContext) -> dict:
         from distill.pipeline import report as rep
@@ -742,6 +775,30 @@ def _label_options(spec, device: str) -> dict:
 def _trims(export_settings) -> bool:
     """True when the recipe's ``export.trim_vocab`` is on (auto or a number)."""
     return export_settings.get("trim_vocab", "off") not in (None, False, "off")
+
+
+def sample_train(train, max_train: Optional[int]) -> list:
+    """The training rows, or a sample of ``max_train`` of them (seed 0, file order kept)."""
+    train = list(train)
+    if max_train is not None and max_train < len(train):
+        keep = sorted(random.Random(0).sample(range(len(train)), max_train))
+        train = [train[i] for i in keep]
+    return train
+
+
+def augment_sources(n: int, max_source: Optional[int], seed: int) -> List[int]:
+    """The training rows to augment: all ``n``, or a ``seed``ed sample of ``max_source`` in
+    file order."""
+    sources = list(range(n))
+    if max_source is not None and max_source < n:
+        sources = sorted(random.Random(seed).sample(sources, max_source))
+    return sources
+
+
+def renumber_sources(rows, sources: List[int]) -> list:
+    """Augmented rows with ``source_id`` turned from a position in ``sources`` into the
+    training row's index."""
+    return [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]
 
 
 def _without(d: dict, *keys) -> dict:
