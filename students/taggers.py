@@ -10,9 +10,11 @@
   head; it reads the teacher's sub-tokens and can start from the teacher's layers
   (``students.tiny.build_tiny``).
 
-No CRF layer yet: tags are decoded by argmax and repaired into valid spans
-(``distill.text.tags``). The models take the three standard inputs and so export like the
-sentence students.
+Tags are decoded by argmax and repaired into valid spans (``distill.text.tags``), or, with
+``config: {crf: true}``, by Viterbi over a linear-chain CRF (``students.crf``: ``model.crf``,
+trained by the ``crf`` loss). The forward pass gives the emissions either way, so the models take
+the three standard inputs and export like the sentence students (the CRF's transitions travel in
+the package's ``config.json``).
 """
 import dataclasses
 from typing import Tuple
@@ -24,7 +26,8 @@ import paddle.nn.functional as F
 from distill.core.errors import UserError
 from students.base import StudentConfig, TokenEmbedding, float_mask, outputs
 from students.rnn import bidirectional
-from students.tiny import TinyStudent
+from students.crf import LinearChainCRF
+from students.tiny import TinyConfig, TinyStudent
 from teachers.token_model import ErnieForTokenClassification
 
 
@@ -35,6 +38,7 @@ class RNNTaggerConfig(StudentConfig):
     num_layers: int = 1
     dropout: float = 0.1
     type_vocab_size: int = 0  # token tasks have one segment
+    crf: bool = False  # a linear-chain CRF over the emissions (students.crf)
 
     def validate(self, where: str) -> None:
         if self.num_layers < 1:
@@ -53,6 +57,7 @@ class BiLSTMTagger(nn.Layer):
         self.backward_rnns = nn.LayerList([nn.LSTM(n, config.hidden_size) for n in sizes])
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.hidden_size, num_labels)
+        self.crf = LinearChainCRF(num_labels) if config.crf else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
                 output_hidden_states=False, output_attentions=False):
@@ -71,6 +76,7 @@ class CNNTaggerConfig(StudentConfig):
     num_layers: int = 2
     dropout: float = 0.2
     type_vocab_size: int = 0
+    crf: bool = False
 
     def validate(self, where: str) -> None:
         if not self.filter_sizes or min(self.filter_sizes) < 1:
@@ -95,6 +101,7 @@ class CNNTagger(nn.Layer):
         self.half = max(config.filter_sizes) // 2  # zero vectors on each side
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, num_labels)
+        self.crf = LinearChainCRF(num_labels) if config.crf else None
 
     def _block(self, x, linears, mask):
         """x (B, T, D) -> (B, T, F·widths): width-k windows centred on each position."""
@@ -123,11 +130,21 @@ class CNNTagger(nn.Layer):
         return outputs(logits, mask, hidden, output_hidden_states)
 
 
+@dataclasses.dataclass
+class TinyTaggerConfig(TinyConfig):
+    crf: bool = False
+
+
 class TinyTagger(TinyStudent):
-    """A small ERNIE with a token head (``TinyConfig``; ``pooling`` is unused). Built and
+    """A small ERNIE with a token head (``TinyTaggerConfig``; ``pooling`` is unused). Built and
     initialised from the teacher by ``students.tiny.build_tiny`` / ``init_from_teacher``."""
 
+    config_class = TinyTaggerConfig
     head_class = ErnieForTokenClassification
     what = "tiny tagger"
     must_match = tuple(n for n in TinyStudent.must_match if n != "pooling")
     copies_pooler = False  # the token head never reads the pooler
+
+    def __init__(self, config: TinyTaggerConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
+        super().__init__(config, vocab_size, num_labels, pad_id)
+        self.crf = LinearChainCRF(num_labels) if config.crf else None

@@ -68,13 +68,14 @@ class TinyConfig(_TinyFields):
 
 
 def tiny_config_for(teacher_config: ErnieConfig, overrides: Optional[Dict[str, Any]] = None,
-                    where: str = "student 'tiny' config") -> TinyConfig:
-    """A TinyConfig with the teacher's widths and settings, 4 layers (at most the teacher's),
-    then ``overrides`` (e.g. ``{"num_layers": 3}`` or ``{"hidden_size": 256, "init": "random"}``)."""
+                    where: str = "student 'tiny' config", config_class=None) -> TinyConfig:
+    """A TinyConfig (or ``config_class``, a subclass) with the teacher's widths and settings,
+    4 layers (at most the teacher's), then ``overrides`` (e.g. ``{"num_layers": 3}`` or
+    ``{"hidden_size": 256, "init": "random"}``)."""
     values: Dict[str, Any] = {name: getattr(teacher_config, name) for name in _SHARED}
     values["num_layers"] = min(4, teacher_config.num_layers)
     values.update(overrides or {})
-    return TinyConfig.from_dict(values, where=where)
+    return (config_class or TinyConfig).from_dict(values, where=where)
 
 
 def default_teacher_layers(n_student: int, n_teacher: int) -> List[int]:
@@ -149,8 +150,8 @@ def build_tiny(cls, config: Optional[Dict[str, Any]], encoder, num_labels: int, 
     """A ``cls`` (``TinyStudent`` or ``TinyTagger``) for ``encoder``: the teacher's widths when
     a teacher (``teachers.checkpoint.Teacher``) is given, its layers copied when
     ``init="teacher"``; returns (model, the teacher layers copied or None)."""
-    tiny = (tiny_config_for(teacher.config, config, where=where) if teacher is not None
-            else TinyConfig.from_dict(config, where=where))
+    tiny = (tiny_config_for(teacher.config, config, where=where, config_class=cls.config_class)
+            if teacher is not None else cls.config_class.from_dict(config, where=where))
     if tiny.init == "teacher" and teacher is None:
         raise UserError(f"{cls.what} with init='teacher' needs --teacher (a teacher), or config "
                         "init='random'")

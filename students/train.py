@@ -159,7 +159,7 @@ def _loss_context(model, teacher, layer_map):
         teacher_hidden=teacher.config.hidden_size if teacher is not None else None,
         student_layers=ernie.num_layers if ernie else None,
         teacher_layers=teacher.config.num_layers if teacher is not None else None,
-        layer_map=layer_map)
+        layer_map=layer_map, crf=getattr(model, "crf", None))
 
 
 def _data_fingerprint(rows, dev, teacher_logits) -> str:

@@ -28,6 +28,8 @@ import numpy as np
 from distill.core.errors import UserError
 
 DEFAULT_TOKEN_LOSS = {"plain": "hard_ce:1", "distilled": "soft_ce:0.5,hard_ce:0.5"}
+# taggers with config crf: true train the CRF on the gold tags instead of hard CE
+DEFAULT_CRF_LOSS = {"plain": "crf:1", "distilled": "soft_ce:0.5,crf:0.5"}
 TOKEN_TRAIN_DEFAULTS = {
     "words": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.0,
               "warmup_ratio": 0.0, "optimizer": "adam", "max_grad_norm": 5.0, "patience": 3,
@@ -119,7 +121,8 @@ def train_token_student(kind: str, config: Optional[Dict[str, Any]], task, out_d
     soft = None
     if teacher_logits is not None:
         soft = _stack_logits(list(teacher_logits), [len(ex.tokens) for ex in rows], len(task.tags))
-    terms = loss_config.terms if loss_config.terms is not None else DEFAULT_TOKEN_LOSS[mode]
+    defaults = DEFAULT_CRF_LOSS if (config or {}).get("crf") else DEFAULT_TOKEN_LOSS
+    terms = loss_config.terms if loss_config.terms is not None else defaults[mode]
     specs = LossConfig(terms=terms, temperature=loss_config.temperature).specs(mode)
     online = [t["name"] for t in specs if t.get("name") in ("hidden_mse", "attention")]
     if online and kind != "tiny":

@@ -17,7 +17,8 @@ DESCRIPTION = library.__doc__ + TOKEN_HELP + """
         --augmented ner/aug.jsonl --soft-labels labels/train labels/aug --out runs/lstm_kd
 trains a tagger (kinds lstm, cnn, tiny; tiny needs --teacher, a token teacher) on the soft
 labels of 'distill label' folders (training sentences, then augmented ones), default loss
-soft_ce:0.5,hard_ce:0.5 (plain: hard_ce:1); dev/test report entity precision/recall/F1.
+soft_ce:0.5,hard_ce:0.5 (plain: hard_ce:1); --config '{"crf": true}' adds a linear-chain CRF
+(loss crf instead of hard_ce, Viterbi decoding); dev/test report entity precision/recall/F1.
 """
 
 
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "runs online for hidden_mse/attention losses")
     parser.add_argument("--loss", help="NAME:WEIGHT,... (default soft_ce:1 with soft labels, "
                                        "else hard_ce:1); names: soft_ce kl logit_mse hard_ce "
-                                       "hidden_mse attention")
+                                       "hidden_mse attention crf (CRF taggers)")
     parser.add_argument("--temperature", type=float, default=1.0, help="T of soft_ce/kl")
     parser.add_argument("--config", help="student config as JSON (or a .json file), "
                                          "e.g. '{\"filter_sizes\": [2, 3, 4]}'")

@@ -56,6 +56,7 @@ class _TokenContext(_Context):
     scheme: str = "bio"
     max_f1_drop: float = DEFAULT_MAX_F1_DROP
     reference_rows: Optional[np.ndarray] = None  # (sum W, C) FP32 token logits on dev
+    crf: Optional[Dict[str, np.ndarray]] = None  # a CRF tagger's transitions: Viterbi decoding
 
     @staticmethod
     def rows(runner, split: _TokenSplit) -> np.ndarray:
@@ -76,7 +77,8 @@ class _TokenContext(_Context):
         pred, start = [], 0
         for gold in split.gold:
             n = len(gold)
-            pred.append(tags_from_logits(rows[start:start + n], self.tags, self.scheme))
+            pred.append(tags_from_logits(rows[start:start + n], self.tags, self.scheme,
+                                         crf=self.crf))
             start += n
         return entity_metrics(split.gold, pred, self.scheme)
 
@@ -144,6 +146,7 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
     from tqdm import tqdm
 
     from distill.train.device import seed_everything
+    from distill.train.token_eval import crf_of
 
     config = config or ExportConfig()
     config.validate()
@@ -165,7 +168,7 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
     ctx = _TokenContext(loaded, config, Path(out_dir), dev.inputs, calib_split.inputs,
                         reference_logits=np.zeros((0, 0)), label_ids=None, reference_dev=None,
                         dev_split=dev, test_split=test, tags=list(tags), scheme=scheme,
-                        max_f1_drop=max_f1_drop)
+                        max_f1_drop=max_f1_drop, crf=crf_of(loaded.model))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in FORMATS:
@@ -184,6 +187,8 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
                "max_len": max_len, "max_abs_logit": float(np.abs(ctx.reference_rows).max()),
                "model": loaded.name, "kind": loaded.kind, "text_pairs": False,
                "task": "token", "max_f1_drop": max_f1_drop, "selected_on": "dev"}
+    if ctx.crf is not None:  # the package decodes with these (distill.serve.tokens)
+        summary["crf"] = {k: v.tolist() for k, v in ctx.crf.items()}
     result = ExportResult(out_dir, reports, summary)
     write_json(out_dir / "export_report.json",
                {**result.to_dict(), "config": dataclasses.asdict(config)})
@@ -227,16 +232,20 @@ def _load_tagger(model_dir):
 
 def package_token_model(reports, encoder_dir, out_path, tags: Sequence[str], scheme: str,
                         unit: str, max_len: int, teacher: str = "", student: str = "",
-                        extra: Optional[Dict[str, Any]] = None):
+                        extra: Optional[Dict[str, Any]] = None,
+                        crf: Optional[Dict[str, Any]] = None):
     """``NAME.tar.gz`` with the best accepted ONNX tagger; ``config.json`` says
     ``task: token-classification`` and how to split text (``token.unit``) and read tags
-    (``token.scheme``); ``distill.serve.predict.load_package`` returns entity spans."""
+    (``token.scheme``) and, for a CRF tagger, its transitions (``token.crf``: ``transitions``,
+    ``start``, ``end``; predictions are then Viterbi paths); ``distill.serve.predict.load_package``
+    returns entity spans."""
     from distill.export.package import PackageMeta, build_package
 
     meta = PackageMeta(teacher=teacher, student=student, max_len=int(max_len), text_pairs=False,
                        extra=dict(extra or {}),
                        config={"task": "token-classification",
-                               "token": {"scheme": scheme, "unit": unit},
+                               "token": {"scheme": scheme, "unit": unit,
+                                         **({"crf": crf} if crf else {})},
                                "output": "logits (batch, sub-tokens, num_labels); read each "
                                          "token's first sub-token, softmax, argmax, decode "
                                          "the scheme's spans"})

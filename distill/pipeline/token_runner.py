@@ -237,7 +237,7 @@ class TokenRunPlan(RunPlan):
                                    task["unit"], ref["max_len"],
                                    teacher=ctx.result("teacher")["name"], student=s.kind,
                                    extra={"recipe": self.loaded.name, "student_name": s.name,
-                                          "task": task["name"]})
+                                          "task": task["name"]}, crf=ref.get("crf"))
         return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
                 "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
 

@@ -108,14 +108,15 @@ def test_token_jsonl_and_augmented_rows(token_teacher_dir, tmp_path, capsys):
     assert result["augmented_rows"] == 10 and result["mode"] == "distilled"
 
 
-def test_tiny_tagger_from_the_token_teacher(token_teacher_dir, tmp_path, capsys):
+def test_tiny_crf_tagger_from_the_token_teacher(token_teacher_dir, tmp_path, capsys):
     code, out, err = run(["train", "--kind", "tiny", "--train", TRAIN, "--dev", DEV,
                           "--teacher", str(token_teacher_dir), "--out", str(tmp_path / "tiny"),
-                          "--epochs", "1", "--config", '{"num_layers": 1}', "--no-progress"],
-                         capsys)
+                          "--epochs", "1", "--config", '{"num_layers": 1, "crf": true}',
+                          "--no-progress"], capsys)
     assert code == 0, err
     result = json.loads((tmp_path / "tiny" / "result.json").read_text())
     assert result["mode"] == "plain" and result["teacher_layers"] == [1]
+    assert result["loss"] == "1*crf" and result["config"]["crf"] is True
 
 
 def _bad_file(tmp_path, line3: str) -> str:
