@@ -1,7 +1,8 @@
-"""The token-task (NER) bodies of ``distill finetune``, ``distill label`` and ``distill train``.
+"""The token-task (NER) bodies of ``distill augment``, ``finetune``, ``label`` and ``train``.
 
 Not a command: each command module adds ``add_task_arguments`` and calls ``wants_tokens`` to
-choose, then one of ``finetune_tokens`` / ``label_tokens`` / ``train_tokens``. Token files are
+choose, then one of ``augment_tokens`` / ``finetune_tokens`` / ``label_tokens`` /
+``train_tokens``. Token files are
 CoNLL (``.txt``/``.conll``/``.bio``/``.bioes``/``.bmes``: ``token TAG`` per line, a blank line
 between sentences) or JSONL (``{"tokens": [...], "tags": [...]}``); see docs/token_tasks.md.
 """
@@ -79,6 +80,23 @@ def _load_task(args, train: str, dev: Optional[str], test: Optional[str]):
 
     return load_token_task(train, dev, test, scheme=args.scheme,
                            unit=getattr(args, "unit", "char"), on_invalid=args.on_invalid)
+
+
+def augment_tokens(args, mask_token: str) -> int:
+    """``distill augment`` on a token file: tag-aligned samples (``distill.data.augment.tokens``:
+    mask ``O`` tokens, same-type entity replacement, n-gram windows that never cut an entity)."""
+    from distill.data.augment.tokens import TokenAugmentConfig, augment_token_examples
+    from distill.data.tokens import read_token_examples, write_token_examples
+
+    rows = read_token_examples(args.input, scheme=args.scheme, on_invalid=args.on_invalid)
+    ngram = {} if args.ngram_range is None else {"ngram_range": tuple(args.ngram_range)}
+    config = TokenAugmentConfig(n_iter=args.n_iter, p_mask=args.p_mask, p_entity=args.p_entity,
+                                p_ng=args.p_ng, seed=args.seed, mask_token=mask_token, **ngram)
+    out = augment_token_examples(list(rows), config, rows.scheme)
+    write_token_examples(args.output, (list(rows) if args.keep_original else []) + out)
+    print(f"distill augment: {len(out)} tag-aligned samples from {len(rows)} sentences "
+          f"({rows.scheme}); wrote {args.output}")
+    return 0
 
 
 def finetune_tokens(args) -> int:

@@ -119,6 +119,26 @@ def test_tiny_crf_tagger_from_the_token_teacher(token_teacher_dir, tmp_path, cap
     assert result["loss"] == "1*crf" and result["config"]["crf"] is True
 
 
+def test_augment_writes_tag_aligned_samples_deterministically(tmp_path, capsys):
+    from distill.text.tags import first_violation
+
+    outs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        code, out, err = run(["augment", TRAIN, str(tmp_path / name), "--n-iter", "2",
+                              "--p-entity", "0.5", "--mask-token", "[MASK]"], capsys)
+        assert code == 0, err
+        assert "tag-aligned samples" in out
+        outs.append((tmp_path / name).read_bytes())
+    assert outs[0] == outs[1]
+    rows = read_token_examples(tmp_path / "a.jsonl", scheme="bmes")
+    train = read_token_examples(TRAIN)
+    assert len(rows) > len(train) // 2
+    for row in rows:
+        assert first_violation(row.tags, "bmes") is None
+    sources = [json.loads(line)["source_id"] for line in outs[0].decode().splitlines()]
+    assert all(0 <= s < len(train) for s in sources)
+
+
 def _bad_file(tmp_path, line3: str) -> str:
     lines = Path(TRAIN).read_text(encoding="utf-8").splitlines()
     lines[2] = line3
@@ -158,7 +178,7 @@ def test_wrong_teacher_and_wrong_soft_labels_are_user_errors(base_teacher, token
 
 
 def test_help_explains_token_tasks(capsys):
-    for command in ("label", "train", "finetune"):
+    for command in ("augment", "label", "train", "finetune"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
