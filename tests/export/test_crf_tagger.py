@@ -9,24 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.data.tokens import load_token_task
 from distill.export.exporter import ExportConfig
 from distill.export.token_export import export_token_model, package_token_model
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ROOT / "recipes" / "data" / "smoke_ner"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from students.train_tokens import default_token_train_config, train_token_student
-
-    task = load_token_task(SMOKE / "train.txt", SMOKE / "dev.txt", SMOKE / "test.txt")
-    out = tmp_path_factory.mktemp("crf")
-    config = default_token_train_config("lstm", epochs=3, lr=1e-2, batch_size=16, progress=False)
-    result = train_token_student("lstm", {"emb_dim": 16, "hidden_size": 16, "crf": True}, task,
-                                 out, config, progress=False)
-    return task, out / "student", result
+def trained(train_smoke_tagger):
+    return train_smoke_tagger("lstm", {"emb_dim": 16, "hidden_size": 16, "crf": True}, epochs=3)
 
 
 def test_crf_tagger_trains_saves_and_reloads(trained):
