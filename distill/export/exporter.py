@@ -502,6 +502,10 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     if not eval_examples and not calib_pool:
         raise UserError("export_model: give eval_examples (and/or calib_examples) to measure on")
     eval_examples = eval_examples or calib_pool
+    if config.qat_settings() is not None and "paddle-int8" in config.formats \
+            and not calib_examples:
+        raise UserError("qat trains on the training rows: give them as calib_examples "
+                        "(distill export --calib FILE); the dev rows only choose")
     order = np.sort(np.random.default_rng(config.seed).permutation(len(calib_pool))
                     [: config.calib_size])
     calib = [calib_pool[i] for i in order]

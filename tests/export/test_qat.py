@@ -17,7 +17,7 @@ from students.registry import build_student
 TINY = {"num_layers": 2, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64,
         "init": "random", "max_position_embeddings": 64, "hidden_dropout": 0.0,
         "attention_dropout": 0.0}
-QUICK = {"steps": 12, "eval_every": 6, "lr": 1e-4, "batch_size": 32}
+QUICK = {"steps": 8, "eval_every": 4, "lr": 1e-4, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")
