@@ -119,7 +119,9 @@ def bench(args) -> Dict[str, object]:
         print(f"{name}: exporting", flush=True)
         info["models"][name] = measure_model(loaded, dev, test, train, args)
         print(f"{name}: {summary_line(name, info['models'][name])}", flush=True)
-    info["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        info["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        info["complete"] = len(info["models"]) == len(models)
+        write_results("qat", info, markdown(info), results_dir(args))  # after each model
     return info
 
 
@@ -153,7 +155,8 @@ def markdown(info: Dict[str, object]) -> str:
              f"32 on up to {a['qat_rows']} training rows, lr {a['lr']}, loss `{a['loss']}` against "
              f"the FP32 model's logits; PTQ: {a['calib_rows']} calibration rows (hist). "
              f"Tiny: {info.get('tiny_source')}. Speed-ups are against FP32 Paddle Inference "
-             f"(oneDNN) measured in the same run; the CPU has no VNNI.", ""]
+             f"(oneDNN) measured in the same run; the CPU has no VNNI."
+             + ("" if info.get("complete", True) else " Partial: not every model has run."), ""]
     rows = []
     for name, row in info["models"].items():
         fp32 = row["fp32"]
@@ -212,8 +215,7 @@ def main(argv=None) -> int:
         if not getattr(args, key):
             setattr(args, key, quick if args.quick else full)
     info = bench(args)
-    path = write_results("qat", info, markdown(info), results_dir(args))
-    print(f"wrote {path}")
+    print(f"wrote {results_dir(args) / 'qat.md'}")
     for name, row in info["models"].items():
         print(f"{name}: {summary_line(name, row)}")
     return 0
