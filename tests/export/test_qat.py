@@ -149,3 +149,24 @@ def test_qat_without_training_rows_is_a_user_error(tiny, toy_sentiment, tmp_path
     with pytest.raises(UserError, match="calib_examples"):
         export_model(tiny, toy_sentiment["vocab"], tmp_path, labels=toy_sentiment["labels"],
                      eval_examples=toy_sentiment["test"][:32], config=config)
+
+
+def test_cli_qat_options_reach_the_config(toy_sentiment, tmp_path, capsys):
+    """``distill export --qat-steps N`` turns QAT on; bad settings and a missing --calib are
+    clean user errors (exit 2) before any model work."""
+    from distill.cli import main as cli_main
+    from distill.data.examples import write_examples
+    from students.io import save_student
+
+    save_student(tmp_path / "student", toy_sentiment["model"], "bow", toy_sentiment["vocab"],
+                 labels=toy_sentiment["labels"], max_len=24)
+    write_examples(tmp_path / "dev.tsv", toy_sentiment["test"][:16])
+    common = ["export", str(tmp_path / "student"), "--formats", "paddle-int8", "--eval",
+              str(tmp_path / "dev.tsv"), "--threads", "1"]
+    assert cli_main(common + ["--out", str(tmp_path / "a"), "--qat-steps", "-1"]) == 2
+    assert "qat_steps" in capsys.readouterr().err
+    assert cli_main(common + ["--out", str(tmp_path / "b"), "--qat-steps", "2",
+                              "--qat-loss", "attention:1"]) == 2
+    assert "not usable for QAT" in capsys.readouterr().err
+    assert cli_main(common + ["--out", str(tmp_path / "c"), "--qat-steps", "2"]) == 2
+    assert "calib_examples" in capsys.readouterr().err
