@@ -3,6 +3,7 @@
     python -m bench.qat --teacher RUN/teacher/teacher            # fine-tuned MiniLM-L6 + tiny
     python -m bench.qat --teacher DIR --tiny STUDENT_DIR --steps 300 --dev-rows 500
     python -m bench.qat --quick --teacher DIR                    # a few steps, 100 rows
+    python -m bench.qat --teacher DIR --skip-tiny --name qat_minilm   # one model per file
 
 Models: the fine-tuned MiniLM-L6 teacher directory given (``teacher.json``; e.g. a recipe run's
 ``teacher/teacher``) and the movies_en tiny student: ``--tiny DIR`` (a saved student), else the
@@ -92,7 +93,7 @@ def bench(args) -> Dict[str, object]:
 
     info: Dict[str, object] = {"machine": machine(), "args": {k: v for k, v in vars(args).items()
                                                               if k not in ("teacher", "tiny",
-                                                                           "out")}}
+                                                                           "out", "name")}}
     print(machine_line(info["machine"]), flush=True)
     data = Path(fetch("movies_en"))
     train = read_examples(data / "train.tsv")
@@ -101,7 +102,9 @@ def bench(args) -> Dict[str, object]:
     teacher = load_teacher(args.teacher)
     labels = list(teacher.labels)
     models = {}
-    if args.tiny:
+    if args.skip_tiny:
+        pass
+    elif args.tiny:
         models["tiny"] = load_model_dir(args.tiny)
         info["tiny_source"] = "saved student"
     else:
@@ -121,7 +124,7 @@ def bench(args) -> Dict[str, object]:
         print(f"{name}: {summary_line(name, info['models'][name])}", flush=True)
         info["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         info["complete"] = len(info["models"]) == len(models)
-        write_results("qat", info, markdown(info), results_dir(args))  # after each model
+        write_results(args.name, info, markdown(info), results_dir(args))  # after each model
     return info
 
 
@@ -198,6 +201,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", default=None, help="saved movies_en tiny student directory")
     parser.add_argument("--tiny-steps", type=int, default=0, help="steps to train the tiny")
     parser.add_argument("--skip-teacher", action="store_true", help="only the tiny student")
+    parser.add_argument("--skip-tiny", action="store_true", help="only the teacher")
+    parser.add_argument("--name", default="qat", help="results file name (NAME.md, NAME.json)")
     parser.add_argument("--steps", type=int, default=0, help="QAT steps")
     parser.add_argument("--qat-rows", type=int, default=0, help="training rows QAT sees")
     parser.add_argument("--lr", type=float, default=2e-5, help="QAT learning rate")
@@ -215,7 +220,7 @@ def main(argv=None) -> int:
         if not getattr(args, key):
             setattr(args, key, quick if args.quick else full)
     info = bench(args)
-    print(f"wrote {results_dir(args) / 'qat.md'}")
+    print(f"wrote {results_dir(args) / (args.name + '.md')}")
     for name, row in info["models"].items():
         print(f"{name}: {summary_line(name, row)}")
     return 0
