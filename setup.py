@@ -9,6 +9,9 @@ RUNTIME = [
     "tokenizers", "sentencepiece",           # WordPiece / SentencePiece encoders
     "jieba", "regex",                        # word students (Chinese / English words)
     "starlette", "uvicorn",                  # distill serve
+    "httptools",                             # uvicorn's C HTTP parser (h11 is pure Python)
+    "uvloop; sys_platform != 'win32'",       # uvicorn's libuv event loop (not on Windows)
+    "orjson",                                # distill serve's JSON answers
 ]
 # Training, labelling and export: pip install "ernie-distill[train]" (make install uses the
 # complete lock in requirements.txt instead).

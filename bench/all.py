@@ -24,7 +24,9 @@ DOC = ROOT / "docs" / "benchmarks.md"
 HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "pipeline": "python -m bench.pipeline", "quality": "python -m bench.quality",
        "serve": "python -m bench.serve", "trim": "python -m bench.trim",
-       "scale": "python -m bench.scale"}
+       "scale": "python -m bench.scale",
+       "scale_labelling": "python -m bench.scale --labelling-only"}
+SECTIONS = BENCHES + ("scale_labelling",)  # result files in docs/benchmarks.md, in this order
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:
@@ -57,7 +59,7 @@ def benchmarks_doc(results: Path = RESULTS) -> str:
                   "above the core count, stated in each table), so their absolute rates are "
                   "lower than on an idle machine; ratios within one table, timed side by side, "
                   "hold better.", ""]
-    for name in BENCHES:
+    for name in SECTIONS:
         md = results / f"{name}.md"
         if md.exists():
             text = md.read_text(encoding="utf-8").rstrip().replace("\n### ", "\n#### ")
@@ -73,7 +75,7 @@ def loaded_benches(results: Path) -> List[str]:
     from bench.common import load_results, machine_cores
 
     out = []
-    for name in BENCHES:
+    for name in SECTIONS:
         m = (load_results(name, results) or {}).get("machine", {})
         if m.get("load_average") and m["load_average"][0] > machine_cores(m):  # machine-wide load
             out.append(name)

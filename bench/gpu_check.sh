@@ -6,8 +6,11 @@
 #
 # With one or more GPUs it runs, with `distill run --nproc <number of GPUs>` (data parallel,
 # NCCL) and AMP (on by default on GPU): fine-tune the MiniLM teacher on all of movies_en,
-# label train + 20 augmented samples per row, distil a BOW and a tiny (3-layer) student, and
-# prints the GPU model, rows/s of each stage and the accuracies. Target: under 8 minutes.
+# label train + 20 augmented samples per row (engine auto: dygraph with AMP O1/O2 and Paddle
+# Inference, with TensorRT when the build has it, timed on one batch; the fastest that passes
+# the check against FP32 dygraph labels), distil a BOW and a tiny (3-layer) student, and
+# prints the GPU model, rows/s of each stage, the labelling candidates' timings and the
+# accuracies. Target: under 8 minutes.
 # Without a GPU (or without paddlepaddle-gpu: `make install GPU=1`) it says so and exits 0.
 # Written and tested on a CPU-only machine: only the no-GPU path has run (docs/distributed.md).
 set -euo pipefail
@@ -50,7 +53,7 @@ tiny = yaml.safe_load((root / "recipes/movies_en/tiny_from_minilm.yaml").read_te
 raw["name"] = "gpu-check"
 raw["device"] = "gpu"
 raw["teacher"]["finetune"].update(max_train=None, epochs=2, amp=True)
-raw["teacher"]["labels"]["engine"] = "auto"        # dygraph on GPU (AMP off for labels: fp32 logits)
+raw["teacher"]["labels"].update(engine="auto", amp=True)   # measured choice, AMP on
 raw["augment"].update(n_iter=20)
 raw["students"][0]["train"]["amp"] = True
 tiny["train"] = dict(tiny["train"], amp=True)
@@ -76,7 +79,12 @@ print(f"GPU: {model}; processes: {nproc}; whole run {seconds} s (target < 480 s)
 print(f"fine-tune teacher: {rate('teacher')} rows/s; test accuracy {report['teacher']['test']['accuracy']:.4f}")
 if labels.get("label_seconds"):
     print(f"soft labels: {labels['rows']} rows, {labels['rows'] / labels['label_seconds']:.1f} rows/s "
-          f"(engine {labels.get('engine')})")
+          f"(engine {labels.get('engine')}, {labels.get('precision')}, AMP {labels.get('amp')})")
+    for t in (labels.get("engine_choice") or {}).get("trials", []):
+        print(f"  candidate {t['engine']} {t.get('precision') or ''} TensorRT={t.get('tensorrt')}: "
+              f"{t['rows_per_s']} rows/s, check {'passed' if t['passed'] else 'FAILED'}"
+              + (f" (max abs diff {t['check']['max_abs_diff']:.3g})" if t.get('check') else '')
+              + (f" error: {t['error'][:200]}" if t.get('error') else ''))
 for s in report["students"]:
     print(f"student {s['name']}: distil {rate('distill/' + s['name'] + '/seed0')} rows/s; "
           f"test accuracy plain {s['baseline']['test']['accuracy']:.4f} -> distilled "

@@ -31,7 +31,8 @@ from the same run's files (teacher, augmented rows, soft labels), same seeds and
   trained with hard cross-entropy like the plain student;
 * full distillation — soft labels on training + augmented rows (the recipe's student).
 
-Writes bench/results/quality.md and .json; the last line is the summary.
+Writes bench/results/quality.md and .json (``--name`` for another file name); the last line is
+the summary.
 """
 import dataclasses
 import json
@@ -341,6 +342,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs", default=None, help="run folders (default runs/bench-quality)")
     parser.add_argument("--no-fasttext", action="store_true", help="skip the fastText baselines")
+    parser.add_argument("--name", default="quality",
+                        help="results file name (RESULTS/NAME.md and .json; default quality), so a "
+                             "run of a few recipes does not replace the full table")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     recipes = args.recipes.split(",") if args.recipes else (QUICK if args.quick else RECIPES)
@@ -372,7 +376,7 @@ def main(argv=None) -> int:
         print(f"{recipe}: ablation ...", flush=True)
         info["ablation"].append(ablation(recipe, run_dirs[recipe], seeds, reports[recipe]))
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    path = write_results("quality", info, markdown(info), results_dir(args))
+    path = write_results(args.name, info, markdown(info), results_dir(args))
     print(f"wrote {path}")
     print(summary(info))
     return 0

@@ -7,8 +7,8 @@ at 1 and 2 processes, side by side, with rows/s and the ratios.
 Three set-ups of the same recipe, each from scratch in ``runs/bench-scale[-quick]/<tag>``:
 ``1p1t`` one process, one thread; ``1p2t`` one process with every core (what `distill run`
 does today); ``2p1t`` `distill run --nproc 2` (2 processes x 1 thread, gloo). On a CPU the
-honest comparison for `--nproc 2` is 1p2t (the same cores); 1p1t shows the scaling of one
-worker. Rates: training = rows trained / trainer step time (rank 0's wall time, all-reduce
+honest comparison for `--nproc 2` is 1p2t (the same cores), so those two run by default;
+1p1t (``--only 1p1t,1p2t,2p1t``) shows the scaling of one worker. Rates: training = rows trained / trainer step time (rank 0's wall time, all-reduce
 waits included); labelling = rows / labelling wall time (engine export excluded, all ranks
 to the merge). Accuracies (teacher, distilled student) say whether data parallelism kept quality.
 A second part times labelling alone with the real teacher (MiniLM-L6, ONNX Runtime FP32, a
@@ -128,10 +128,11 @@ def markdown(info: Dict) -> str:
                     + [ratio(rates.get("2p1t"), rates.get("1p1t")),
                        ratio(rates.get("2p1t"), rates.get("1p2t"))])
     seeds = res["1p2t"].get("seeds")
-    acc = [["teacher test accuracy %"] + [_acc(res[t], "teacher_test_accuracy") for t, _, _ in SETUPS],
+    acc = [["teacher test accuracy %"]
+           + [_acc(res.get(t, {}), "teacher_test_accuracy") for t, _, _ in SETUPS],
            [f"distilled student test accuracy % (seeds {seeds})"]
-           + [_acc(res[t], "student_test_accuracy") for t, _, _ in SETUPS],
-           ["whole run, wall seconds"] + [res[t]["wall_seconds"] for t, _, _ in SETUPS]]
+           + [_acc(res.get(t, {}), "student_test_accuracy") for t, _, _ in SETUPS],
+           ["whole run, wall seconds"] + [res.get(t, {}).get("wall_seconds") for t, _, _ in SETUPS]]
     lab = res["2p1t"]["labelling"]
     return "\n".join([
         f"### Data-parallel scaling ({info['recipe']}{', quick' if info['quick'] else ''})", "",
@@ -147,10 +148,12 @@ def markdown(info: Dict) -> str:
 
 def summary(info: Dict) -> str:
     res = info["setups"]
-    mini = info["labelling"]
-    lab = {t: mini[t]["rows_per_s"] for t, _, _ in SETUPS}
-    return (f"scale: MiniLM labelling 2 procs x 1 thread = {ratio(lab['2p1t'], lab['1p1t'])}x one process "
-            f"x 1 thread, {ratio(lab['2p1t'], lab['1p2t'])}x 1 process x 2 threads; fine-tuning "
+    text = "scale: "
+    if "labelling" in info:
+        lab = {t: info["labelling"][t]["rows_per_s"] for t, _, _ in SETUPS}
+        text += (f"MiniLM labelling 2 procs x 1 thread = {ratio(lab['2p1t'], lab['1p1t'])}x one "
+                 f"process x 1 thread, {ratio(lab['2p1t'], lab['1p2t'])}x 1 process x 2 threads; ")
+    return (text + "fine-tuning "
             f"{ratio(res['2p1t']['finetune']['rows_per_s'], res['1p2t']['finetune']['rows_per_s'])}x, "
             f"distillation {ratio(res['2p1t']['distill']['rows_per_s'], res['1p2t']['distill']['rows_per_s'])}x "
             f"of 1p2t (load {info['load_end']})")
@@ -258,11 +261,18 @@ def label_markdown(lab: Dict) -> List[str]:
 def main(argv=None) -> int:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--recipe", default=None, help=f"default {DEFAULT} (--quick: {QUICK})")
-    parser.add_argument("--only", default=None, help="comma-separated set-ups (1p1t,1p2t,2p1t)")
+    parser.add_argument("--only", default="1p2t,2p1t",
+                        help="comma-separated set-ups of the recipe runs (default 1p2t,2p1t: "
+                             "--nproc 1 and 2 on the same two cores; add 1p1t for one worker's "
+                             "scaling, which the labelling part already measures)")
     parser.add_argument("--seeds", default="0,1,2",
                         help="student seeds of every recipe run (default 0,1,2: mean ± std)")
+    parser.add_argument("--no-labelling", action="store_true",
+                        help="skip the MiniLM labelling part (measure it on a quiet machine "
+                             "with --labelling-only)")
     parser.add_argument("--labelling-only", action="store_true",
-                        help="only the MiniLM labelling part (no recipe runs)")
+                        help="only the MiniLM labelling part (no recipe runs); writes "
+                             "scale_labelling.md/.json")
     args = parser.parse_args(argv)
     recipe = args.recipe or (QUICK if args.quick else DEFAULT)
     info = {"machine": machine(), "quick": args.quick, "recipe": recipe, "setups": {}}
@@ -271,7 +281,8 @@ def main(argv=None) -> int:
     path = bench_recipe(recipe, args.quick, base)
     only = set(args.only.split(",")) if args.only else None
     # labelling first: it is the part with a speed target, measured before the long runs
-    info["labelling"] = label_minilm(base / "label", LABEL_ROWS[args.quick])
+    if not args.no_labelling:
+        info["labelling"] = label_minilm(base / "label", LABEL_ROWS[args.quick])
     for tag, nproc, threads in SETUPS:
         if (only and tag not in only) or args.labelling_only:
             continue
@@ -279,11 +290,20 @@ def main(argv=None) -> int:
         info["setups"][tag] = collect(base / tag, wall)
         print(f"{tag}: {json.dumps(info['setups'][tag])}", flush=True)
     info["load_end"] = [round(x, 2) for x in os.getloadavg()]
-    if set(info["setups"]) != {t for t, _, _ in SETUPS}:
-        print("partial run: no table written")
-        print("labelling: " + json.dumps(info["labelling"]))
+    if args.labelling_only:
+        text = "\n".join([f"### Labelling scaling (MiniLM-L6, `distill label`)", "",
+                          "machine: " + machine_line(info["machine"])
+                          + f"; load average at the end {info['load_end']}."]
+                         + label_markdown(info["labelling"]))
+        out = write_results("scale_labelling", info, text, results_dir(args))
+        print(f"wrote {out}")
         return 0
-    text = markdown(info) + "\n" + "\n".join(label_markdown(info["labelling"]))
+    if not {"1p2t", "2p1t"} <= set(info["setups"]):
+        print("partial run: no table written")
+        return 0
+    text = markdown(info)
+    if "labelling" in info:
+        text += "\n" + "\n".join(label_markdown(info["labelling"]))
     out = write_results("scale", info, text, results_dir(args))
     print(f"wrote {out}")
     print(summary(info))

@@ -56,19 +56,7 @@ class _BiRNNStudent(nn.Layer):
                 output_hidden_states=False, output_attentions=False):
         mask = float_mask(input_ids, attention_mask, self.pad_id)  # (B, T)
         emb = self.embeddings(input_ids, token_type_ids, mask)  # (B, T, E)
-        position = paddle.cumsum(paddle.ones_like(mask), axis=1) - 1.0  # (B, T): 0, 1, 2, ...
-        length = mask.sum(axis=1, keepdim=True)  # (B, 1)
-        # reverse each row within its length; padding positions map to themselves
-        reverse = (mask * (length - 1.0 - position) + (1.0 - mask) * position).astype("int64")
-        reverse = reverse.unsqueeze(-1)  # (B, T, 1)
-        seq = emb
-        for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns)):
-            if i > 0:
-                seq = self.dropout(seq)
-            ahead, _ = fwd(seq)  # (B, T, H)
-            back, _ = bwd(_gather_time(seq, reverse))  # (B, T, H), in reversed order
-            back = _gather_time(back, reverse)  # (B, T, H), back in reading order
-            seq = paddle.concat([ahead, back], axis=-1) * mask.unsqueeze(-1)  # (B, T, 2H)
+        seq, length = bidirectional(self, emb, mask)  # (B, T, 2H), (B, 1)
         if self.config.pooling == "max":
             x = masked_max(seq, mask)  # (B, 2H)
         elif self.config.pooling == "mean":
@@ -84,6 +72,26 @@ class _BiRNNStudent(nn.Layer):
             x = self.dropout(F.tanh(self.mlp(x)))  # (B, M)
         logits = self.classifier(x)  # (B, C)
         return outputs(logits, mask, [emb, seq], output_hidden_states)
+
+
+def bidirectional(layer: nn.Layer, emb, mask):
+    """``layer.forward_rnns``/``backward_rnns`` (with ``layer.dropout`` between layers) over
+    ``emb`` (B, T, E) -> (B, T, 2H) states, 0 at padding, and the row lengths (B, 1). The
+    backward RNN reads each row reversed within its own length (see the module docstring)."""
+    position = paddle.cumsum(paddle.ones_like(mask), axis=1) - 1.0  # (B, T): 0, 1, 2, ...
+    length = mask.sum(axis=1, keepdim=True)  # (B, 1)
+    # reverse each row within its length; padding positions map to themselves
+    reverse = (mask * (length - 1.0 - position) + (1.0 - mask) * position).astype("int64")
+    reverse = reverse.unsqueeze(-1)  # (B, T, 1)
+    seq = emb
+    for i, (fwd, bwd) in enumerate(zip(layer.forward_rnns, layer.backward_rnns)):
+        if i > 0:
+            seq = layer.dropout(seq)
+        ahead, _ = fwd(seq)  # (B, T, H)
+        back, _ = bwd(_gather_time(seq, reverse))  # (B, T, H), in reversed order
+        back = _gather_time(back, reverse)  # (B, T, H), back in reading order
+        seq = paddle.concat([ahead, back], axis=-1) * mask.unsqueeze(-1)  # (B, T, 2H)
+    return seq, length
 
 
 def _gather_time(x, index):

@@ -8,14 +8,16 @@
   like ``students.cnn``) with ReLU, each block's output masked -> Linear per token.
 * ``TinyTagger`` (kind ``tiny_tagger``): the ERNIE architecture with fewer layers and a token
   head; it reads the teacher's sub-tokens and can start from the teacher's layers
-  (``init_tagger_from_teacher``).
+  (``students.tiny.build_tiny``).
 
-No CRF layer yet: tags are decoded by argmax and repaired into valid spans
-(``distill.text.tags``). The models take the three standard inputs and so export like the
-sentence students.
+Tags are decoded by argmax and repaired into valid spans (``distill.text.tags``), or, with
+``config: {crf: true}``, by Viterbi over a linear-chain CRF (``students.crf``: ``model.crf``,
+trained by the ``crf`` loss). The forward pass gives the emissions either way, so the models take
+the three standard inputs and export like the sentence students (the CRF's transitions travel in
+the package's ``config.json``).
 """
 import dataclasses
-from typing import List, Tuple
+from typing import Tuple
 
 import paddle
 import paddle.nn as nn
@@ -23,8 +25,9 @@ import paddle.nn.functional as F
 
 from distill.core.errors import UserError
 from students.base import StudentConfig, TokenEmbedding, float_mask, outputs
-from students.rnn import _gather_time
-from students.tiny import TinyConfig, default_teacher_layers
+from students.rnn import bidirectional
+from students.crf import LinearChainCRF
+from students.tiny import TinyConfig, TinyStudent
 from teachers.token_model import ErnieForTokenClassification
 
 
@@ -35,6 +38,7 @@ class RNNTaggerConfig(StudentConfig):
     num_layers: int = 1
     dropout: float = 0.1
     type_vocab_size: int = 0  # token tasks have one segment
+    crf: bool = False  # a linear-chain CRF over the emissions (students.crf)
 
     def validate(self, where: str) -> None:
         if self.num_layers < 1:
@@ -53,23 +57,13 @@ class BiLSTMTagger(nn.Layer):
         self.backward_rnns = nn.LayerList([nn.LSTM(n, config.hidden_size) for n in sizes])
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.hidden_size, num_labels)
+        self.crf = LinearChainCRF(num_labels) if config.crf else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
                 output_hidden_states=False, output_attentions=False):
         mask = float_mask(input_ids, attention_mask, self.pad_id)  # (B, T)
         emb = self.embeddings(input_ids, token_type_ids, mask)  # (B, T, E)
-        position = paddle.cumsum(paddle.ones_like(mask), axis=1) - 1.0  # (B, T)
-        length = mask.sum(axis=1, keepdim=True)  # (B, 1)
-        reverse = (mask * (length - 1.0 - position) + (1.0 - mask) * position).astype("int64")
-        reverse = reverse.unsqueeze(-1)  # (B, T, 1)
-        seq = emb
-        for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns)):
-            if i > 0:
-                seq = self.dropout(seq)
-            ahead, _ = fwd(seq)  # (B, T, H)
-            back, _ = bwd(_gather_time(seq, reverse))  # (B, T, H), reversed order
-            back = _gather_time(back, reverse)  # (B, T, H), reading order
-            seq = paddle.concat([ahead, back], axis=-1) * mask.unsqueeze(-1)  # (B, T, 2H)
+        seq, _ = bidirectional(self, emb, mask)  # (B, T, 2H), 0 at padding
         logits = self.classifier(self.dropout(seq))  # (B, T, C)
         return outputs(logits, mask, [emb, seq], output_hidden_states)
 
@@ -82,6 +76,7 @@ class CNNTaggerConfig(StudentConfig):
     num_layers: int = 2
     dropout: float = 0.2
     type_vocab_size: int = 0
+    crf: bool = False
 
     def validate(self, where: str) -> None:
         if not self.filter_sizes or min(self.filter_sizes) < 1:
@@ -106,6 +101,7 @@ class CNNTagger(nn.Layer):
         self.half = max(config.filter_sizes) // 2  # zero vectors on each side
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, num_labels)
+        self.crf = LinearChainCRF(num_labels) if config.crf else None
 
     def _block(self, x, linears, mask):
         """x (B, T, D) -> (B, T, F·widths): width-k windows centred on each position."""
@@ -134,50 +130,21 @@ class CNNTagger(nn.Layer):
         return outputs(logits, mask, hidden, output_hidden_states)
 
 
-class TinyTagger(nn.Layer):
-    """A small ERNIE with a token head (``TinyConfig``; ``pooling`` is unused)."""
-
-    config_class = TinyConfig
-
-    def __init__(self, config: TinyConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
-        super().__init__()
-        self.config, self.pad_id, self.vocab_size = config, pad_id, vocab_size
-        self.ernie_config = config.ernie_config(vocab_size, pad_id)
-        self.model = ErnieForTokenClassification(self.ernie_config, num_labels)
-
-    @property
-    def classifier(self):
-        return self.model.classifier
-
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
-                output_hidden_states=False, output_attentions=False):
-        return self.model(input_ids, token_type_ids, attention_mask,
-                          output_hidden_states=output_hidden_states,
-                          output_attentions=output_attentions)
+@dataclasses.dataclass
+class TinyTaggerConfig(TinyConfig):
+    crf: bool = False
 
 
-def init_tagger_from_teacher(student: TinyTagger, teacher: ErnieForTokenClassification) -> List[int]:
-    """Copy embeddings, every k-th layer (or ``teacher_layers``) and the token head; returns
-    the teacher layers used."""
-    s_cfg, t_cfg = student.ernie_config, teacher.config
-    for name in ("vocab_size", "hidden_size", "num_heads", "intermediate_size", "type_vocab_size",
-                 "max_position_embeddings"):
-        if getattr(s_cfg, name) != getattr(t_cfg, name):
-            raise UserError(f"tiny tagger init='teacher': {name} is {getattr(s_cfg, name)} in the "
-                            f"student but {getattr(t_cfg, name)} in the teacher; match it or use "
-                            "init='random'")
-    layers = list(student.config.teacher_layers) or default_teacher_layers(
-        s_cfg.num_layers, t_cfg.num_layers)
-    bad = [j for j in layers if not 0 <= j < t_cfg.num_layers]
-    if bad:
-        raise UserError(f"tiny tagger teacher_layers {bad} are outside the teacher's "
-                        f"0..{t_cfg.num_layers - 1}")
-    if list(student.classifier.weight.shape) != list(teacher.classifier.weight.shape):
-        raise UserError(f"tiny tagger has {student.classifier.weight.shape[1]} tags, the teacher "
-                        f"{teacher.classifier.weight.shape[1]}")
-    src, dst = teacher.ernie, student.model.ernie
-    dst.embeddings.set_state_dict(src.embeddings.state_dict())
-    for i, j in enumerate(layers):
-        dst.encoder.layers[i].set_state_dict(src.encoder.layers[j].state_dict())
-    student.model.classifier.set_state_dict(teacher.classifier.state_dict())
-    return layers
+class TinyTagger(TinyStudent):
+    """A small ERNIE with a token head (``TinyTaggerConfig``; ``pooling`` is unused). Built and
+    initialised from the teacher by ``students.tiny.build_tiny`` / ``init_from_teacher``."""
+
+    config_class = TinyTaggerConfig
+    head_class = ErnieForTokenClassification
+    what = "tiny tagger"
+    must_match = tuple(n for n in TinyStudent.must_match if n != "pooling")
+    copies_pooler = False  # the token head never reads the pooler
+
+    def __init__(self, config: TinyTaggerConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
+        super().__init__(config, vocab_size, num_labels, pad_id)
+        self.crf = LinearChainCRF(num_labels) if config.crf else None

@@ -68,13 +68,14 @@ class TinyConfig(_TinyFields):
 
 
 def tiny_config_for(teacher_config: ErnieConfig, overrides: Optional[Dict[str, Any]] = None,
-                    where: str = "student 'tiny' config") -> TinyConfig:
-    """A TinyConfig with the teacher's widths and settings, 4 layers (at most the teacher's),
-    then ``overrides`` (e.g. ``{"num_layers": 3}`` or ``{"hidden_size": 256, "init": "random"}``)."""
+                    where: str = "student 'tiny' config", config_class=None) -> TinyConfig:
+    """A TinyConfig (or ``config_class``, a subclass) with the teacher's widths and settings,
+    4 layers (at most the teacher's), then ``overrides`` (e.g. ``{"num_layers": 3}`` or
+    ``{"hidden_size": 256, "init": "random"}``)."""
     values: Dict[str, Any] = {name: getattr(teacher_config, name) for name in _SHARED}
     values["num_layers"] = min(4, teacher_config.num_layers)
     values.update(overrides or {})
-    return TinyConfig.from_dict(values, where=where)
+    return (config_class or TinyConfig).from_dict(values, where=where)
 
 
 def default_teacher_layers(n_student: int, n_teacher: int) -> List[int]:
@@ -86,13 +87,23 @@ def default_teacher_layers(n_student: int, n_teacher: int) -> List[int]:
 
 
 class TinyStudent(nn.Layer):
+    """A small ERNIE with ``head_class`` on top (sentence classification here; the token
+    tagger ``students.taggers.TinyTagger`` swaps the head)."""
+
     config_class = TinyConfig
+    head_class = ErnieForSequenceClassification
+    what = "tiny student"  # in error messages
+    # config fields that must equal the teacher's for init="teacher"
+    must_match = ("vocab_size", "hidden_size", "num_heads", "intermediate_size", "type_vocab_size",
+                  "max_position_embeddings", "use_task_id", "task_type_vocab_size", "pooling",
+                  "position_offset")
+    copies_pooler = True
 
     def __init__(self, config: TinyConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
         super().__init__()
         self.config, self.pad_id, self.vocab_size = config, pad_id, vocab_size
         self.ernie_config = config.ernie_config(vocab_size, pad_id)
-        self.model = ErnieForSequenceClassification(self.ernie_config, num_labels)
+        self.model = self.head_class(self.ernie_config, num_labels)
 
     @property
     def classifier(self):
@@ -105,30 +116,46 @@ class TinyStudent(nn.Layer):
                           output_attentions=output_attentions)
 
 
-def init_from_teacher(student: TinyStudent, teacher: ErnieForSequenceClassification) -> List[int]:
-    """Copy embeddings, the chosen layers, pooler and classifier from ``teacher``; returns the layers."""
-    s_cfg, t_cfg = student.ernie_config, teacher.config
-    for name in ("vocab_size", "hidden_size", "num_heads", "intermediate_size", "type_vocab_size",
-                 "max_position_embeddings", "use_task_id", "task_type_vocab_size", "pooling",
-                 "position_offset"):
+def init_from_teacher(student: TinyStudent, teacher: nn.Layer) -> List[int]:
+    """Copy embeddings, the chosen layers, the pooler (sentence students) and the classifier
+    from ``teacher`` (the model of the student's kind: sequence or token classification);
+    returns the teacher layers used."""
+    s_cfg, t_cfg, what = student.ernie_config, teacher.config, student.what
+    for name in student.must_match:
         if getattr(s_cfg, name) != getattr(t_cfg, name):
-            raise UserError(f"tiny student init='teacher': {name} is {getattr(s_cfg, name)} in the "
+            raise UserError(f"{what} init='teacher': {name} is {getattr(s_cfg, name)} in the "
                             f"student but {getattr(t_cfg, name)} in the teacher; match it or use "
                             "init='random'")
     layers = list(student.config.teacher_layers) or default_teacher_layers(
         s_cfg.num_layers, t_cfg.num_layers)
     bad = [j for j in layers if not 0 <= j < t_cfg.num_layers]
     if bad:
-        raise UserError(f"tiny student teacher_layers {bad} are outside the teacher's "
+        raise UserError(f"{what} teacher_layers {bad} are outside the teacher's "
                         f"0..{t_cfg.num_layers - 1}")
-    if student.classifier.weight.shape != teacher.classifier.weight.shape:
-        raise UserError(f"tiny student has {student.classifier.weight.shape[1]} labels, the teacher "
+    if list(student.classifier.weight.shape) != list(teacher.classifier.weight.shape):
+        raise UserError(f"{what} has {student.classifier.weight.shape[1]} labels, the teacher "
                         f"{teacher.classifier.weight.shape[1]}")
     src, dst = teacher.ernie, student.model.ernie
     dst.embeddings.set_state_dict(src.embeddings.state_dict())
     for i, j in enumerate(layers):
         dst.encoder.layers[i].set_state_dict(src.encoder.layers[j].state_dict())
-    if dst.pooler is not None:
+    if student.copies_pooler and dst.pooler is not None:
         dst.pooler.set_state_dict(src.pooler.state_dict())
     student.model.classifier.set_state_dict(teacher.classifier.state_dict())
     return layers
+
+
+def build_tiny(cls, config: Optional[Dict[str, Any]], encoder, num_labels: int, teacher=None,
+               where: str = "student 'tiny' config") -> Tuple[nn.Layer, Optional[List[int]]]:
+    """A ``cls`` (``TinyStudent`` or ``TinyTagger``) for ``encoder``: the teacher's widths when
+    a teacher (``teachers.checkpoint.Teacher``) is given, its layers copied when
+    ``init="teacher"``; returns (model, the teacher layers copied or None)."""
+    tiny = (tiny_config_for(teacher.config, config, where=where, config_class=cls.config_class)
+            if teacher is not None else cls.config_class.from_dict(config, where=where))
+    if tiny.init == "teacher" and teacher is None:
+        raise UserError(f"{cls.what} with init='teacher' needs --teacher (a teacher), or config "
+                        "init='random'")
+    # the teacher's embedding table may have more rows than its tokenizer has tokens
+    vocab_size = teacher.config.vocab_size if tiny.init == "teacher" else encoder.vocab_size
+    model = cls(tiny, vocab_size, num_labels, encoder.pad_id)
+    return model, (init_from_teacher(model, teacher.model) if tiny.init == "teacher" else None)

@@ -143,23 +143,11 @@ def _build_model(kind: str, config: Optional[Dict[str, Any]], encoder, num_label
     """The student, with a tiny student's weights copied from the teacher when asked."""
     from students.registry import build_student
 
-    layer_map = None
     if kind != "tiny":
         return build_student(kind, config, encoder.vocab_size, num_labels, encoder.pad_id), None
-    from students.tiny import TinyStudent, init_from_teacher, tiny_config_for, TinyConfig
+    from students.tiny import TinyStudent, build_tiny
 
-    if teacher is not None:
-        tiny_config = tiny_config_for(teacher.config, config)
-    else:
-        tiny_config = TinyConfig.from_dict(config, where="student 'tiny' config")
-    if tiny_config.init == "teacher" and teacher is None:
-        raise UserError("student 'tiny' with init='teacher' needs --teacher (or config init='random')")
-    # the teacher's embedding table may have more rows than its tokenizer has tokens
-    vocab_size = teacher.config.vocab_size if tiny_config.init == "teacher" else encoder.vocab_size
-    model = TinyStudent(tiny_config, vocab_size, num_labels, encoder.pad_id)
-    if tiny_config.init == "teacher":
-        layer_map = init_from_teacher(model, teacher.model)
-    return model, layer_map
+    return build_tiny(TinyStudent, config, encoder, num_labels, teacher)
 
 
 def _loss_context(model, teacher, layer_map):
@@ -171,7 +159,7 @@ def _loss_context(model, teacher, layer_map):
         teacher_hidden=teacher.config.hidden_size if teacher is not None else None,
         student_layers=ernie.num_layers if ernie else None,
         teacher_layers=teacher.config.num_layers if teacher is not None else None,
-        layer_map=layer_map)
+        layer_map=layer_map, crf=getattr(model, "crf", None))
 
 
 def _data_fingerprint(rows, dev, teacher_logits) -> str:

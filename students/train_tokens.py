@@ -28,6 +28,8 @@ import numpy as np
 from distill.core.errors import UserError
 
 DEFAULT_TOKEN_LOSS = {"plain": "hard_ce:1", "distilled": "soft_ce:0.5,hard_ce:0.5"}
+# taggers with config crf: true train the CRF on the gold tags instead of hard CE
+DEFAULT_CRF_LOSS = {"plain": "crf:1", "distilled": "soft_ce:0.5,crf:0.5"}
 TOKEN_TRAIN_DEFAULTS = {
     "words": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.0,
               "warmup_ratio": 0.0, "optimizer": "adam", "max_grad_norm": 5.0, "patience": 3,
@@ -78,17 +80,11 @@ def _build_model(kind: str, config: Optional[Dict[str, Any]], encoder, num_tags:
     if kind != "tiny":
         return build_student(kind, config, encoder.vocab_size, num_tags, encoder.pad_id,
                              task="token"), None
-    from students.taggers import TinyTagger, init_tagger_from_teacher
-    from students.tiny import TinyConfig, tiny_config_for
+    from students.taggers import TinyTagger
+    from students.tiny import build_tiny
 
-    tiny = (tiny_config_for(teacher.config, config, where="token student 'tiny' config")
-            if teacher is not None else TinyConfig.from_dict(config, where="student 'tiny' config"))
-    if tiny.init == "teacher" and teacher is None:
-        raise UserError("tiny tagger with init='teacher' needs a teacher (or config init='random')")
-    vocab_size = teacher.config.vocab_size if tiny.init == "teacher" else encoder.vocab_size
-    model = TinyTagger(tiny, vocab_size, num_tags, encoder.pad_id)
-    layer_map = init_tagger_from_teacher(model, teacher.model) if tiny.init == "teacher" else None
-    return model, layer_map
+    return build_tiny(TinyTagger, config, encoder, num_tags, teacher,
+                      where="token student 'tiny' config")
 
 
 def train_token_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir,
@@ -125,7 +121,8 @@ def train_token_student(kind: str, config: Optional[Dict[str, Any]], task, out_d
     soft = None
     if teacher_logits is not None:
         soft = _stack_logits(list(teacher_logits), [len(ex.tokens) for ex in rows], len(task.tags))
-    terms = loss_config.terms if loss_config.terms is not None else DEFAULT_TOKEN_LOSS[mode]
+    defaults = DEFAULT_CRF_LOSS if (config or {}).get("crf") else DEFAULT_TOKEN_LOSS
+    terms = loss_config.terms if loss_config.terms is not None else defaults[mode]
     specs = LossConfig(terms=terms, temperature=loss_config.temperature).specs(mode)
     online = [t["name"] for t in specs if t.get("name") in ("hidden_mse", "attention")]
     if online and kind != "tiny":

@@ -17,7 +17,13 @@ arrays (the encoder contract) returns float32 (B, C); an engine is also callable
   its logits move (docs/design.md: max diff 0.04 on MiniLM), so ``soft_labels`` checks it against
   ``onnx`` on a sample and reports max abs diff and argmax agreement.
 
-``auto`` = ``onnx`` on CPU, ``dygraph`` on GPU. Threads are fixed per engine (default: the usable
+``auto`` = ``onnx`` on CPU (measured fastest there, docs/design.md). On a GPU ``auto`` measures:
+``choose`` times the candidates (``gpu_candidates``: dygraph with AMP O1, dygraph with AMP O2,
+Paddle Inference on the GPU, with TensorRT when the build has it) on the sample batch that the
+FP32 check uses, keeps those whose logits pass the check against FP32 dygraph, and labels with
+the fastest (``pick``, a pure function); the timings go into the labelling report. Mixed
+precision (AMP, ``EngineOptions.amp``) follows ``distill.train.device.use_amp``: on by default on
+GPU, never on CPU; an AMP engine is checked with the looser ``AMP_TOLERANCE``. Threads are fixed per engine (default: the usable
 cores, ``distill.core.runtime.num_threads``). Exported files are cached under
 ``<cache_root>/<sha256(weights)[:16]>/<paddle|onnx|onnx-int8>/`` with an ``engine.json`` holding
 the full hash, so a changed teacher never reuses a stale export. ``cache_root`` defaults to
@@ -28,9 +34,9 @@ and ``distill.backends.onnx_runtime.to_onnx`` / ``quantize_onnx`` (the same code
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,6 +51,11 @@ Inputs = Dict[str, np.ndarray]  # input_ids / token_type_ids / attention_mask: (
 INT8_OPS = ("MatMul", "Gather")  # docs/design.md: MiniLM 282 -> 605 ex/s, max logit diff 0.04
 FP32_TOLERANCE = 1e-3  # an exported FP32 engine must match dygraph this closely (scaled by |logit|)
 DYGRAPH_CHECK_ROWS = 8  # rows run through dygraph to check an export (dygraph is the slow one)
+# An FP16 (AMP / TensorRT half) engine must match FP32 dygraph this closely (scaled by |logit|):
+# FP16 keeps ~3 significant digits; a wrong engine (shuffled rows, wrong inputs) is off by O(1).
+# Not yet measured on a GPU (docs/distributed.md).
+AMP_TOLERANCE = 2e-2
+TIMING_REPEATS = 3  # timed passes over the sample per candidate (after one warm-up pass)
 
 
 class EngineError(UserError):
@@ -63,6 +74,11 @@ class EngineOptions:
     int8_ops: Tuple[str, ...] = INT8_OPS  # onnx-int8: op types whose weights become int8
     int8_per_channel: bool = True  # onnx-int8: a scale per output channel (export.py measured
     # transformer argmax agreement 91% -> 99% with it)
+    amp: bool = True  # dygraph / paddle-inference: FP16 mixed precision, used only on GPU (use_amp)
+    amp_level: str = "O1"  # dygraph: O1 (listed ops in FP16) or O2 (FP16 weights, a copy)
+    tensorrt: Optional[bool] = None  # paddle-inference on GPU: None = when the build has it
+    max_batch: int = 64  # TensorRT dynamic shapes: the largest batch ...
+    max_len: int = 512  # ... and sequence length it will be given
 
     def int8_variant(self) -> str:
         """What makes INT8 soft labels differ: part of their cache key."""
@@ -72,6 +88,12 @@ class EngineOptions:
         from distill.core.runtime import num_threads
 
         return int(self.threads or num_threads())
+
+    def mixed_precision(self, device: str) -> bool:
+        """Whether engines on ``device`` (a routed ``cpu``/``gpu:N``) run in FP16 mixed precision."""
+        from distill.train.device import use_amp
+
+        return use_amp(device, self.amp)
 
 
 # ------------------------------------------------------------------------------ engines
@@ -99,14 +121,19 @@ def _feed(inputs: Inputs) -> Inputs:
 
 
 class DygraphEngine(Engine):
-    """The Paddle model in eval mode under ``no_grad`` (per-layer modes restored after each call)."""
+    """The Paddle model in eval mode under ``no_grad`` (per-layer modes restored after each call).
+
+    With AMP (GPU only, ``EngineOptions.amp``) the forward runs under ``paddle.amp.auto_cast``:
+    O1 casts the listed ops' inputs to FP16; O2 runs an FP16 copy of the model
+    (``paddle.amp.decorate``; the caller's model is left in FP32). Logits come back as float32.
+    """
 
     name = "dygraph"
 
     def __init__(self, model, options: EngineOptions):
         import paddle
 
-        from distill.train.device import select_device
+        from distill.train.device import amp_level, select_device
 
         place = select_device(options.device)
         threads = options.resolved_threads()
@@ -114,7 +141,16 @@ class DygraphEngine(Engine):
             paddle.base.core.set_num_threads(threads)
         else:
             model.to(device=place)
-        super().__init__({"device": place, "threads": threads})
+        self.amp = options.mixed_precision(place)
+        self.amp_level = amp_level(options.amp_level)
+        if self.amp and self.amp_level == "O2":
+            import copy
+
+            model = paddle.amp.decorate(models=copy.deepcopy(model), level="O2")
+        precision = f"fp16 (AMP {self.amp_level})" if self.amp else "fp32"
+        super().__init__({"device": place, "threads": threads, "amp": self.amp,
+                          "amp_level": self.amp_level if self.amp else None,
+                          "precision": precision})
         self.model = model
 
     def logits(self, inputs: Inputs) -> np.ndarray:
@@ -124,21 +160,37 @@ class DygraphEngine(Engine):
 
         with eval_mode(self.model):
             feed = {k: paddle.to_tensor(v) for k, v in _feed(inputs).items()}
-            out = self.model(**feed)["logits"]  # (B, C)
+            with paddle.amp.auto_cast(enable=self.amp, level=self.amp_level):
+                out = self.model(**feed)["logits"]  # (B, C)
             return out.astype(paddle.float32).numpy()
 
 
 class PaddleInferenceEngine(Engine):
-    """Paddle Inference FP32 on the jit-saved model (``distill.backends.paddle_inference.PaddleRunner``)."""
+    """Paddle Inference on the jit-saved model (``distill.backends.paddle_inference.PaddleRunner``):
+    FP32 with oneDNN on CPU; on a GPU (``options.device``) FP16 when AMP is on, with TensorRT
+    when ``options.tensorrt`` (None: when ``tensorrt_available()``). ``info["tensorrt"]`` says
+    TensorRT was configured, which is all Paddle tells before it builds its subgraphs."""
 
     name = "paddle-inference"
 
     def __init__(self, model_dir: Path, options: EngineOptions, info: dict):
-        from distill.backends.paddle_inference import PaddleRunner
+        from distill.backends.paddle_inference import PaddleRunner, tensorrt_available
+        from distill.train.device import select_device
 
         threads = options.resolved_threads()
-        self.runner = PaddleRunner(model_dir, int8=False, threads=threads, mkldnn=options.mkldnn)
-        super().__init__(dict(info, threads=threads, mkldnn=options.mkldnn))
+        place = select_device(options.device)
+        gpu = place.startswith("gpu")
+        half = options.mixed_precision(place)
+        trt = gpu and (tensorrt_available() if options.tensorrt is None else bool(options.tensorrt))
+        inputs = info.get("details", {}).get("inputs") or INPUT_NAMES
+        self.runner = PaddleRunner(model_dir, int8=False, threads=threads, mkldnn=options.mkldnn,
+                                   device=place, half=half, tensorrt=trt,
+                                   max_batch=options.max_batch, max_len=options.max_len,
+                                   input_names=inputs)
+        precision = "fp16" if half else "fp32"
+        super().__init__(dict(info, threads=threads, mkldnn=options.mkldnn and not gpu,
+                              device=place, amp=half, tensorrt=trt,
+                              precision=precision + (" (TensorRT)" if trt else "")))
 
     def logits(self, inputs: Inputs) -> np.ndarray:
         return np.asarray(self.runner(_feed(inputs)), dtype=np.float32)
@@ -316,7 +368,8 @@ QUANTIZED = ("onnx-int8",)  # engines whose soft labels differ from the model's 
 
 
 def resolve_name(name: str, device: str = "auto") -> str:
-    """``auto`` -> ``onnx`` on CPU, ``dygraph`` on GPU; other names are checked and returned."""
+    """``auto`` -> ``onnx`` on CPU, ``dygraph`` on GPU (where ``auto`` is then measured:
+    ``auto_candidates``); other names are checked and returned."""
     if name == "auto":
         from distill.train.device import select_device
 
@@ -357,41 +410,234 @@ def compare(engine: Engine, reference: Engine, batches: Sequence[Inputs]) -> Dic
             "reference_max_abs_logit": float(np.abs(ref).max())}
 
 
+def tolerance_for(engine: Engine) -> float:
+    """``AMP_TOLERANCE`` for an engine running in FP16, else ``FP32_TOLERANCE``."""
+    return AMP_TOLERANCE if engine.info.get("amp") else FP32_TOLERANCE
+
+
+def within(result: Dict[str, float], tolerance: float) -> bool:
+    """Whether a ``compare`` result is within ``tolerance`` (scaled by the largest |logit|)."""
+    return result["max_abs_diff"] <= tolerance * max(1.0, result["reference_max_abs_logit"])
+
+
 def check_fp32(engine: Engine, reference: Engine, batches: Sequence[Inputs],
-               tolerance: float = FP32_TOLERANCE) -> Dict[str, float]:
-    """Raise ``EngineError`` when an FP32 export disagrees with the dygraph model."""
+               tolerance: Optional[float] = None) -> Dict[str, float]:
+    """Raise ``EngineError`` when an engine disagrees with the FP32 dygraph model (``tolerance``
+    None: ``tolerance_for(engine)``)."""
+    tolerance = tolerance_for(engine) if tolerance is None else tolerance
     result = compare(engine, reference, batches)
-    limit = tolerance * max(1.0, result["reference_max_abs_logit"])
-    if result["max_abs_diff"] > limit:
-        raise EngineError(f"engine '{engine.name}' ({engine.info.get('path')}) differs from "
-                          f"dygraph by {result['max_abs_diff']:.3g} > {limit:.3g} on "
-                          f"{result['rows']} rows; label with --engine dygraph")
+    if not within(result, tolerance):
+        limit = tolerance * max(1.0, result["reference_max_abs_logit"])
+        raise EngineError(f"engine '{engine.name}' ({engine.info.get('path') or engine.info.get('precision')}) "
+                          f"differs from FP32 dygraph by {result['max_abs_diff']:.3g} > {limit:.3g} "
+                          f"on {result['rows']} rows; label with --engine dygraph")
     return result
+
+
+def fp32_reference(teacher, options: EngineOptions) -> Engine:
+    """The reference every check compares with: dygraph, AMP off, where the model runs."""
+    return build_engine("dygraph", teacher, replace(options, amp=False))
+
+
+def _head(sample: Sequence[Inputs]) -> List[Inputs]:
+    return [{k: v[:DYGRAPH_CHECK_ROWS] for k, v in sample[0].items()}]
+
+
+# ------------------------------------------------------------------------------ measured choice
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to label that ``auto`` may measure: an engine and its precision settings."""
+
+    engine: str
+    amp: bool = False  # asked for; engines apply it only on GPU (use_amp)
+    amp_level: str = "O1"  # dygraph only
+    tensorrt: Optional[bool] = None  # paddle-inference on GPU; None: when the build has it
+
+    def options(self, base: EngineOptions) -> EngineOptions:
+        return replace(base, amp=self.amp, amp_level=self.amp_level, tensorrt=self.tensorrt)
+
+    def to_json(self) -> dict:
+        return {"engine": self.engine, "amp": self.amp, "amp_level": self.amp_level,
+                "tensorrt": self.tensorrt}
+
+
+@dataclass
+class Trial:
+    """A candidate measured on the sample: rows/s (None when it could not run), its check
+    against FP32 dygraph, whether that passed, and the error when it failed to build or run."""
+
+    candidate: Candidate
+    rows_per_s: Optional[float] = None
+    check: Optional[dict] = None
+    passed: bool = False
+    error: Optional[str] = None
+    info: Optional[dict] = None
+
+    def to_json(self) -> dict:
+        return {**self.candidate.to_json(), "rows_per_s": self.rows_per_s, "passed": self.passed,
+                "check": self.check, "error": self.error,
+                **{k: (self.info or {}).get(k) for k in ("precision", "device", "tensorrt")}}
+
+
+def pick(trials: Sequence[Trial]) -> Optional[int]:
+    """The index of the fastest trial that passed its check (the first one on a tie); None
+    when none passed. Pure: the whole of ``auto``'s decision once the measuring is done."""
+    best = None
+    for i, trial in enumerate(trials):
+        if not trial.passed or trial.rows_per_s is None:
+            continue
+        if best is None or trial.rows_per_s > trials[best].rows_per_s:
+            best = i
+    return best
+
+
+def gpu_candidates(options: EngineOptions) -> List[Candidate]:
+    """What ``auto`` measures on a GPU: dygraph with AMP O1 (FP32 when ``amp`` is off), dygraph
+    with AMP O2 (kept only if its logits pass the check), Paddle Inference on the GPU (FP16 with
+    AMP; TensorRT when the build has it, ``options.tensorrt`` to force)."""
+    out = [Candidate("dygraph", options.amp, "O1")]
+    if options.amp:
+        out.append(Candidate("dygraph", True, "O2"))
+    out.append(Candidate("paddle-inference", options.amp, tensorrt=options.tensorrt))
+    return out
+
+
+def as_candidates(candidates: Sequence, options: EngineOptions) -> List[Candidate]:
+    """Engine names (with ``options``' precision settings) or ``Candidate``s, checked."""
+    out = []
+    for item in candidates:
+        cand = item if isinstance(item, Candidate) else Candidate(
+            str(item), options.amp, options.amp_level, options.tensorrt)
+        ENGINES.get(cand.engine)
+        if cand.engine in QUANTIZED:
+            raise UserError(f"engine '{cand.engine}' changes the logits beyond rounding; it is "
+                            "never chosen by speed (name it with --engine instead)")
+        out.append(cand)
+    return out
+
+
+def auto_candidates(name: str, options: EngineOptions,
+                    candidates: Optional[Sequence] = None) -> List[Candidate]:
+    """The candidates ``name`` asks to measure: none for a named engine or ``auto`` on CPU
+    (``onnx``, measured fastest there), ``gpu_candidates`` for ``auto`` on a GPU, the given
+    ``candidates`` (names or ``Candidate``s) for ``auto`` when passed (tests do, on CPU)."""
+    if name != "auto":
+        return []
+    if candidates is not None:
+        return as_candidates(candidates, options)
+    from distill.train.device import select_device
+
+    return gpu_candidates(options) if select_device(options.device).startswith("gpu") else []
+
+
+def time_engine(engine: Engine, batches: Sequence[Inputs],
+                repeats: int = TIMING_REPEATS) -> float:
+    """Rows per second of ``engine`` over ``batches``: one warm-up pass (a TensorRT engine is
+    built then), then the best of ``repeats`` timed passes (logits copied to the host, so GPU
+    work is finished inside the timing)."""
+    rows = sum(len(b["input_ids"]) for b in batches)
+    for b in batches:
+        engine.logits(b)
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        for b in batches:
+            engine.logits(b)
+        best = min(best, time.perf_counter() - start)
+    return round(rows / max(best, 1e-9), 2)
+
+
+def choose(teacher, sample: Sequence[Inputs], candidates: Sequence[Candidate],
+           options: EngineOptions, weights_sha: Optional[str] = None,
+           repeats: int = TIMING_REPEATS) -> Tuple[Engine, dict]:
+    """Build and measure every candidate on ``sample`` (checked on its first
+    ``DYGRAPH_CHECK_ROWS`` rows against FP32 dygraph, timed on all of it) and return the engine
+    ``pick`` chooses with the report; FP32 dygraph when no candidate passes."""
+    reference = fp32_reference(teacher, options)
+    head = _head(sample)
+    trials, built = [], []
+    for cand in candidates:
+        trial, engine = Trial(cand), None
+        try:
+            engine = build_engine(cand.engine, teacher, cand.options(options), weights_sha)
+            trial.info = dict(engine.info)
+            trial.check = compare(engine, reference, head)
+            trial.passed = within(trial.check, tolerance_for(engine))
+            trial.rows_per_s = time_engine(engine, sample, repeats)
+        except Exception as err:  # noqa: BLE001  (export, TensorRT or CUDA failures: many types)
+            trial.error = f"{type(err).__name__}: {err}"
+            trial.passed, engine = False, None
+            log.warning("engine candidate %s failed: %s", cand.to_json(), trial.error)
+        trials.append(trial)
+        built.append(engine)
+    best = pick(trials)
+    rows = int(sum(len(b["input_ids"]) for b in sample))
+    choice = {"sample_rows": rows, "check_rows": int(len(head[0]["input_ids"])),
+              "repeats": repeats, "trials": [t.to_json() for t in trials], "chosen": best}
+    if best is None:
+        engine = reference
+        report = {"requested": "auto", "engine": "dygraph", "choice": choice,
+                  "fallback_reason": "no candidate passed its check"}
+        log.warning("no labelling engine candidate passed its check; FP32 dygraph labels")
+    else:
+        engine = built[best]
+        report = {"requested": "auto", "engine": engine.info["engine"], "choice": choice,
+                  "check": dict(trials[best].check, reference="dygraph")}
+        log.info("labelling engine chosen by speed: %s",
+                 ", ".join(f"{t.candidate.engine}/{(t.info or {}).get('precision')}: "
+                           f"{t.rows_per_s} rows/s{'' if t.passed else ' (failed)'}"
+                           for t in trials))
+    report["candidate"] = (trials[best].candidate if best is not None
+                           else Candidate("dygraph")).to_json()
+    return engine, _describe(report, engine)
+
+
+def _describe(report: dict, engine: Engine) -> dict:
+    report.update({k: engine.info[k] for k in ("threads", "device", "path", "cache_hit",
+                                                "export_seconds", "tensorrt") if k in engine.info})
+    report.update(amp=bool(engine.info.get("amp", False)),
+                  precision=engine.info.get("precision", "fp32"))
+    return report
 
 
 def labelling_engine(name: str, teacher, sample: Sequence[Inputs],
                      options: Optional[EngineOptions] = None,
-                     weights_sha: Optional[str] = None) -> Tuple[Engine, dict]:
+                     weights_sha: Optional[str] = None,
+                     candidates: Optional[Sequence] = None) -> Tuple[Engine, dict]:
     """Build engine ``name`` and check it on ``sample`` (padded batches of the texts to label);
     returns ``(engine, report)``.
 
-    An FP32 export must match dygraph within ``FP32_TOLERANCE`` on the first
-    ``DYGRAPH_CHECK_ROWS`` rows (``auto`` falls back to dygraph with a warning when the export
-    fails or disagrees; a named engine raises ``EngineError``). A quantized engine is measured
+    ``auto`` on a GPU (or with ``candidates`` given) is ``choose``: measured. Otherwise an
+    engine must match FP32 dygraph on the first ``DYGRAPH_CHECK_ROWS`` rows, within
+    ``FP32_TOLERANCE`` (``AMP_TOLERANCE`` in FP16; AMP dygraph that misses it labels in FP32
+    instead, with a warning). ``auto`` falls back to dygraph with a warning when the export
+    fails or disagrees; a named engine raises ``EngineError``. A quantized engine is measured
     against the (so checked) ONNX FP32 engine on all of ``sample``: ``report["check"]`` has the
     max abs diff and argmax agreement, for the caller to log and keep next to the soft labels.
+    ``report["amp"]`` / ``report["precision"]`` say how the labels were computed.
     """
     options = options or EngineOptions()
+    todo = auto_candidates(name, options, candidates)
+    if todo:
+        return choose(teacher, sample, todo, options, weights_sha)
     resolved = resolve_name(name, options.device)
     report = {"requested": name, "engine": resolved}
+    head = _head(sample)
     if resolved == "dygraph":
         engine = build_engine("dygraph", teacher, options)
-        report.update(threads=engine.info["threads"], device=engine.info["device"])
-        return engine, report
-    head = [{k: v[:DYGRAPH_CHECK_ROWS] for k, v in sample[0].items()}]
+        if engine.info["amp"]:
+            reference = fp32_reference(teacher, options)
+            try:
+                report["check"] = dict(check_fp32(engine, reference, head), reference="dygraph")
+            except EngineError as err:
+                log.warning("%s; labelling in FP32 instead", err)
+                engine = reference
+                report["fallback_reason"] = str(err)
+        return engine, _describe(report, engine)
     try:
         engine = build_engine(resolved, teacher, options, weights_sha)
-        dygraph = build_engine("dygraph", teacher, options)  # the model where it already runs
+        dygraph = fp32_reference(teacher, options)  # the model where it already runs
         if resolved in QUANTIZED:
             fp32 = build_engine("onnx", teacher, options, weights_sha)
             report["fp32_check"] = check_fp32(fp32, dygraph, head)
@@ -404,8 +650,6 @@ def labelling_engine(name: str, teacher, sample: Sequence[Inputs],
         if name != "auto":
             raise
         log.warning("%s; labelling with dygraph instead", err)
-        engine = build_engine("dygraph", teacher, options)
+        engine = build_engine("dygraph", teacher, replace(options, amp=False))
         report.update(engine="dygraph", fallback_reason=str(err))
-    report.update({k: engine.info[k] for k in ("threads", "path", "cache_hit", "export_seconds")
-                   if k in engine.info})
-    return engine, report
+    return engine, _describe(report, engine)

@@ -18,7 +18,10 @@ A shard ``(i, n)`` takes rows ``i, i+n, i+2n, ...`` (strided, so shards get simi
 without ``shard=``, ``PADDLE_TRAINER_ID`` / ``PADDLE_TRAINERS_NUM`` of a ``paddle.distributed``
 launch choose it. The engine is a function ``predict(inputs) -> (B, C)`` on NumPy batches, so
 the same chunking/caching serves every ``teachers.engines`` engine (``--engine auto``: ONNX
-Runtime on CPU, dygraph on GPU; ``onnx-int8`` labels get their own cache key).
+Runtime on CPU; on a GPU the fastest of dygraph (AMP) and Paddle Inference (TensorRT when
+present) that passes the check, measured once per job and kept in ``engine_choice.json`` so that
+every shard and every resume labels with the same engine; ``onnx-int8`` labels, and labels that
+may be computed in FP16 (AMP on a GPU), get their own cache key).
 """
 import hashlib
 import json
@@ -41,6 +44,8 @@ log = logging.getLogger("teachers.soft_labels")
 MERGED = "soft_labels.npy"
 MERGED_META = "soft_labels.json"
 KEY_FILE = "key.json"
+CHOICE_FILE = "engine_choice.json"  # auto's measured choice for the job in key.json
+AMP_VARIANT = "fp16-allowed"  # cache-key variant of labels that AMP may have computed
 CHUNK = re.compile(r"^chunk-(\d{5})\.npz$")
 SHARD_DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
 
@@ -264,22 +269,111 @@ def dygraph_predict(model, device: str = "auto") -> Predict:
     return predict
 
 
+def _options(device: str, threads, engine_cache, sessions: int, amp: bool, amp_level: str,
+             tensorrt, batch_size: int, max_len: int):
+    from teachers import engines as eng
+
+    return eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache,
+                             sessions=sessions, amp=amp, amp_level=amp_level, tensorrt=tensorrt,
+                             max_batch=batch_size, max_len=max_len)
+
+
+def label_variant(name: str, options, measured: bool) -> Optional[str]:
+    """The cache-key variant of labels from engine ``name`` (resolved) with ``options``: the
+    INT8 settings of a quantized engine; ``AMP_VARIANT`` when the labels may be FP16 (AMP on a
+    GPU for dygraph / Paddle Inference, or an ``auto`` that measures candidates there)."""
+    from distill.train.device import select_device
+    from teachers import engines as eng
+
+    if name in eng.QUANTIZED:
+        return options.int8_variant()
+    fp16 = options.mixed_precision(select_device(options.device))
+    if fp16 and (measured or name in ("dygraph", "paddle-inference")):
+        return AMP_VARIANT
+    return None
+
+
+def _read_choice(path: Path) -> dict:
+    """The recorded choice, or {} when there is none or it is unreadable (measured again)."""
+    if not path.exists():
+        return {}
+    try:
+        record = read_json(path)
+    except UserError as err:
+        log.warning("%s", err)
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _claim(path: Path, record: dict) -> dict:
+    """Write ``record`` to ``path`` unless another process already did (hard link: the first
+    writer wins); returns what ``path`` holds. A record for another key is replaced."""
+    if path.exists() and _read_choice(path).get("key") != record["key"]:
+        path.unlink(missing_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    write_json(tmp, record)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_choice(path)
+
+
+def engine_for_job(teacher, engine: str, store: "LabelStore", sample, options, weights: str,
+                   candidates=None):
+    """``(predict, report)`` for labelling the job ``store`` with ``engine`` on ``sample``
+    (padded batches of its rows). An ``auto`` that measures (a GPU, or ``candidates`` given) is
+    measured once per job: the first process records its choice in ``engine_choice.json`` and
+    every other shard, and every resume, builds the recorded engine (measured again only if that
+    engine no longer builds, e.g. on another machine)."""
+    from teachers import engines as eng
+
+    todo = eng.auto_candidates(engine, options, candidates)
+    if not todo:
+        return eng.labelling_engine(engine, teacher, sample, options, weights)
+    path = store.out_dir / CHOICE_FILE
+    record = _read_choice(path)
+    if record.get("key") == store.key and record.get("candidate"):
+        try:
+            chosen = eng.Candidate(**record["candidate"])
+            predict, report = eng.labelling_engine(chosen.engine, teacher, sample,
+                                                   chosen.options(options), weights)
+            report.update(requested=engine, choice=record["choice"], candidate=record["candidate"],
+                          choice_reused=True)
+            return predict, report
+        except (eng.EngineError, TypeError) as err:  # TypeError: a record of another format
+            log.warning("%s: the recorded engine %s does not build here (%s); measuring again",
+                        path, record["candidate"], err)
+            path.unlink(missing_ok=True)
+    predict, report = eng.labelling_engine(engine, teacher, sample, options, weights, todo)
+    kept = _claim(path, {"key": store.key, "candidate": report["candidate"],
+                         "choice": report["choice"]})
+    if kept.get("candidate") not in (None, report["candidate"]):  # another shard measured first
+        return engine_for_job(teacher, engine, store, sample, options, weights, candidates)
+    return predict, report
+
+
 def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optional[int] = None,
                 shard: Optional[Tuple[int, int]] = None, progress: bool = True,
                 bucket: bool = True, chunk_batches: int = 16, device: str = "auto",
                 on_chunk: Optional[Callable[[int, int], None]] = None, engine: str = "auto",
                 threads: Optional[int] = None, engine_cache=None, sessions: int = 1,
-                merge: bool = True) -> np.ndarray:
+                merge: bool = True, amp: bool = True, amp_level: str = "O1",
+                tensorrt: Optional[bool] = None, candidates=None) -> np.ndarray:
     """The teacher's logits (N, C) float32 for ``examples``, in input order.
 
     With a shard ``(i, n)`` (given, or from the distributed launcher), only that shard's rows
     are labelled and returned (rows ``i, i+n, ...``, in that order); the shard that completes the
     set merges ``soft_labels.npy``. ``engine``: ``teachers.engines`` name (``auto`` = ONNX Runtime
-    on CPU, dygraph on GPU); ``threads``, ``sessions`` (ONNX engines: row blocks run in parallel
-    sessions) and ``engine_cache`` go to its ``EngineOptions``. The
-    engine used and its check against dygraph are written to ``out_dir/engine.json``.
-    ``merge=False``: never merge here (a data-parallel caller merges once, on rank 0, after a
-    barrier); the shard's rows are returned.
+    on CPU, measured on GPU: ``engine_for_job``); ``threads``, ``sessions`` (ONNX engines: row
+    blocks run in parallel sessions), ``engine_cache``, ``amp`` / ``amp_level`` (mixed precision,
+    GPU only) and ``tensorrt`` go to its ``EngineOptions``; ``candidates`` (engine names) makes
+    ``auto`` measure those instead (how the choice is tested on CPU). The engine used, its
+    precision, its check against dygraph and ``auto``'s timings are written to
+    ``out_dir/engine.json``. ``merge=False``: never merge here (a data-parallel caller merges
+    once, on rank 0, after a barrier); the shard's rows are returned.
     """
     from teachers import engines as eng
 
@@ -287,11 +381,12 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
         raise UserError("no texts to label")
     max_len = int(max_len or teacher.max_len)
     shard = shard or shard_from_env()
-    options = eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache,
-                                sessions=sessions)
+    options = _options(device, threads, engine_cache, sessions, amp, amp_level, tensorrt,
+                       batch_size, max_len)
     name = eng.resolve_name(engine, device)
     weights = eng.weights_sha256(teacher.model)
-    variant = options.int8_variant() if name in eng.QUANTIZED else None
+    measured = bool(eng.auto_candidates(engine, options, candidates))
+    variant = label_variant(name, options, measured)
     key = cache_key(weights, examples, max_len, variant)
     store = LabelStore(out_dir, key)
     cached = store.cached(len(examples))
@@ -307,15 +402,17 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
     data = encode_examples(teacher.tokenizer, [examples[r] for r in todo_rows], max_len=max_len)
     predict = dygraph_predict(teacher.model, device)  # nothing left to label: no engine needed
     if len(data):
-        sample_rows = np.arange(min(len(data), 256 if variant else eng.DYGRAPH_CHECK_ROWS))
-        sample = [make_batch(data, sample_rows)["inputs"]]
-        predict, report = eng.labelling_engine(engine, teacher, sample, options, weights)
+        size = batch_size if measured else (256 if variant and name in eng.QUANTIZED
+                                            else eng.DYGRAPH_CHECK_ROWS)
+        sample = [make_batch(data, np.arange(min(len(data), size)))["inputs"]]
+        predict, report = engine_for_job(teacher, engine, store, sample, options, weights,
+                                         candidates)
         if shard[0] == 0:  # one writer (every shard's engine is the same)
             write_json(store.out_dir / "engine.json", report)
         if "check" in report:
-            log.info("engine %s vs %s on %d rows: max abs diff %.3g, argmax agreement %.4f",
-                     report["engine"], report["check"]["reference"], report["check"]["rows"],
-                     report["check"]["max_abs_diff"],
+            log.info("engine %s (%s) vs %s on %d rows: max abs diff %.3g, argmax agreement %.4f",
+                     report["engine"], report.get("precision"), report["check"]["reference"],
+                     report["check"]["rows"], report["check"]["max_abs_diff"],
                      report["check"]["argmax_agreement"])
     index, logits = label_encoded(predict, data, store, todo_rows,
                                   batch_size=batch_size, bucket=bucket,
@@ -336,15 +433,34 @@ def soft_labels(teacher, examples, out_dir, batch_size: int = 64, max_len: Optio
 
 
 def prepare_engine(teacher, engine: str = "auto", device: str = "auto",
-                   threads: Optional[int] = None, engine_cache=None, sessions: int = 1) -> str:
+                   threads: Optional[int] = None, engine_cache=None, sessions: int = 1,
+                   examples=None, out_dir=None, batch_size: int = 64,
+                   max_len: Optional[int] = None, amp: bool = True, amp_level: str = "O1",
+                   tensorrt: Optional[bool] = None, candidates=None) -> str:
     """Export (into the engine cache) the files engine ``engine`` needs, so that processes started
     afterwards only read them (one process exports; a data-parallel run calls this on rank 0
-    before its barrier). Returns the resolved engine name; dygraph needs nothing."""
+    before its barrier). An ``auto`` that measures (GPU) is measured here when ``examples`` and
+    ``out_dir`` are given (on the first ``batch_size`` rows; the choice is recorded for
+    ``soft_labels`` on every rank). Returns the resolved engine name; dygraph needs nothing."""
     from teachers import engines as eng
 
-    options = eng.EngineOptions(threads=threads, device=device, cache_root=engine_cache,
-                                sessions=sessions)
+    max_len = int(max_len or teacher.max_len)
+    options = _options(device, threads, engine_cache, sessions, amp, amp_level, tensorrt,
+                       batch_size, max_len)
     name = eng.resolve_name(engine, device)
+    if eng.auto_candidates(engine, options, candidates):
+        if examples and out_dir is not None:
+            weights = eng.weights_sha256(teacher.model)
+            key = cache_key(weights, examples, max_len, label_variant(name, options, True))
+            store = LabelStore(out_dir, key)
+            if store.cached(len(examples)) is None:
+                data = encode_examples(teacher.tokenizer, list(examples[:batch_size]),
+                                       max_len=max_len)
+                sample = [make_batch(data, np.arange(len(data)))["inputs"]]
+                _, report = engine_for_job(teacher, engine, store, sample, options, weights,
+                                           candidates)
+                name = report["engine"]
+        return name
     if name != "dygraph":
         try:
             eng.build_engine(name, teacher, options, eng.weights_sha256(teacher.model))

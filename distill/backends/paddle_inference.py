@@ -72,11 +72,42 @@ def _used_inputs(concrete_program) -> set:
     return needed
 
 
+def tensorrt_versions() -> Dict[str, str]:
+    """The TensorRT version this Paddle build was compiled against and the one its runtime
+    loads (``"0.0.0"`` both when the build has no TensorRT, as the CPU wheel pinned here)."""
+    from paddle import inference
+
+    def text(version) -> str:
+        return ".".join(str(int(v)) for v in version)
+
+    try:
+        runtime = text(inference.get_trt_runtime_version())
+    except Exception:  # noqa: BLE001  (libnvinfer missing: the build has TRT, the machine not)
+        runtime = "0.0.0"
+    return {"compiled": text(inference.get_trt_compile_version()), "runtime": runtime}
+
+
+def tensorrt_available() -> bool:
+    """Whether Paddle Inference can use TensorRT here: a CUDA build compiled with TensorRT
+    whose runtime library loads. Only says TensorRT can be configured, not that it ran."""
+    if not paddle.device.is_compiled_with_cuda():
+        return False
+    versions = tensorrt_versions()
+    return versions["compiled"] != "0.0.0" and versions["runtime"] != "0.0.0"
+
+
 class PaddleRunner:
-    """Paddle Inference predictor with a fixed CPU thread count; call with a feed dict -> logits."""
+    """Paddle Inference predictor; call with a feed dict -> logits.
+
+    On CPU (the default) a fixed thread count and oneDNN; with ``device="gpu:N"`` the GPU,
+    in FP16 when ``half`` (Paddle Inference's mixed precision), through TensorRT subgraphs when
+    ``tensorrt`` (the caller checks ``tensorrt_available()``; dynamic shapes from 1 x 1 up to
+    ``max_batch`` x ``max_len``). The GPU paths are written for GPUs and have not run here."""
 
     def __init__(self, model_dir, int8: Optional[bool] = None, threads: int = 1,
-                 mkldnn: bool = True):
+                 mkldnn: bool = True, device: str = "cpu", half: bool = False,
+                 tensorrt: bool = False, max_batch: int = 64, max_len: int = 512,
+                 input_names: Sequence[str] = INPUT_NAMES):
         """``int8=None``: as the artifact's ``runtime.json`` says (oneDNN INT8 kernels or not)."""
         from paddle import inference
 
@@ -86,12 +117,25 @@ class PaddleRunner:
             int8 = bool(read_json(runtime).get("mkldnn_int8")) if runtime.exists() else False
         self.int8 = int8
         config = inference.Config(str(model_dir / MODEL_FILE), str(model_dir / PARAMS_FILE))
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(int(threads))
-        if mkldnn or int8:
-            config.enable_mkldnn()
-        if int8:
-            config.enable_mkldnn_int8()
+        if device.startswith("gpu"):
+            gpu_id = int(device.partition(":")[2] or 0)
+            precision = inference.PrecisionType.Half if half else inference.PrecisionType.Float32
+            config.enable_use_gpu(256, gpu_id, precision)
+            if tensorrt:
+                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=max_batch,
+                                              min_subgraph_size=3, precision_mode=precision,
+                                              use_static=False, use_calib_mode=False)
+                low = {n: [1, 1] for n in input_names}
+                high = {n: [int(max_batch), int(max_len)] for n in input_names}
+                opt = {n: [int(max_batch), max(1, int(max_len) // 2)] for n in input_names}
+                config.set_trt_dynamic_shape_info(low, high, opt)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(int(threads))
+            if mkldnn or int8:
+                config.enable_mkldnn()
+            if int8:
+                config.enable_mkldnn_int8()
         config.disable_glog_info()
         self.predictor = inference.create_predictor(config)
         self.input_names = list(self.predictor.get_input_names())

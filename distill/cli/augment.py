@@ -3,10 +3,16 @@ import argparse
 import sys
 from typing import Tuple
 
+from distill.cli.tokens import TOKEN_HELP, add_task_arguments, augment_tokens, wants_tokens
 from distill.data.augment import augmenter as library
 from distill.data.augment.augmenter import (AugmentConfig, LANGS, TAGGERS, augment_file, mask_token_for)
 
-DESCRIPTION = library.__doc__
+DESCRIPTION = library.__doc__ + TOKEN_HELP + """
+    distill augment ner/train.txt ner/aug.jsonl --n-iter 4 --encoder runs/t/teacher
+writes tag-aligned samples of a token file: O tokens masked (--p-mask), entities replaced by
+training entities of the same type (--p-entity), n-gram windows that never cut an entity
+(--p-ng, --ngram-range, default 4,20); --p-pos, --lang, --tagger are sentence-only.
+"""
 
 
 def add_arguments(parser) -> None:
@@ -18,6 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--p-pos", type=float, default=d.p_pos,
                         help="same-POS word replacement rate (0.1)")
     parser.add_argument("--p-ng", type=float, default=d.p_ng, help="n-gram sampling rate (0.25)")
+    parser.add_argument("--p-entity", type=float, default=0.3,
+                        help="token files: same-type entity replacement rate (0.3)")
     parser.add_argument("--ngram-range", type=parse_ngram_range, default=None, metavar="LO,HI",
                         help="n of the n-gram rule (default 1,5 English, 2,10 Chinese)")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -38,6 +46,8 @@ def add_arguments(parser) -> None:
                         help=f"spaCy pipeline for English POS tags (default {d.spacy_model})")
     parser.add_argument("--format", choices=("tsv", "jsonl", "csv"),
                         help="input format (default: from the suffix)")
+    add_task_arguments(parser)
+
 
 def main(args) -> int:
     mask_token = args.mask_token
@@ -45,6 +55,8 @@ def main(args) -> int:
         from distill.text.encoders import load_encoder
 
         mask_token = mask_token_for(load_encoder(args.encoder))
+    if wants_tokens(args, args.input):
+        return augment_tokens(args, mask_token)
     config = AugmentConfig(n_iter=args.n_iter, p_mask=args.p_mask, p_pos=args.p_pos,
                            p_ng=args.p_ng, ngram_range=args.ngram_range, seed=args.seed,
                            lang=args.lang, mask_token=mask_token, tagger=args.tagger,

@@ -32,6 +32,12 @@ def add_arguments(parser) -> None:
                              "measured and rejected like INT8 (distill.export.trim)")
     parser.add_argument("--trim-texts", metavar="FILE",
                         help="training (+ augmented) texts that decide the kept pieces")
+    parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
+                        help="paddle-int8: also quantization-aware training for N steps on the "
+                             "--calib rows; PTQ, QAT and weight-only are compared on --eval "
+                             "(0 = off; distill.export.qat)")
+    parser.add_argument("--qat-loss", default="logit_mse:1",
+                        help="QAT loss against the FP32 model's logits (+ hard_ce on labels)")
 
 def main(args) -> int:
     """Run with ``--out`` owned by the tool and locked (one process at a time)."""
@@ -50,7 +56,9 @@ def _main(args) -> int:
     config = ExportConfig(formats=formats, max_len=args.max_len, calib_size=args.calib_size,
                           algo=args.algo, max_accuracy_drop=args.max_accuracy_drop,
                           threads=args.threads, trim_vocab=args.trim_vocab,
-                          measure=MeasureSettings(latency_runs=args.latency_runs))
+                          measure=MeasureSettings(latency_runs=args.latency_runs),
+                          qat={"steps": args.qat_steps, "loss": args.qat_loss}
+                          if args.qat_steps else None)
     config.validate()
     loaded = load_model_dir(args.model_dir)
     eval_examples = read_examples(args.eval, labels=loaded.labels) if args.eval else None

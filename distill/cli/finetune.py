@@ -1,10 +1,14 @@
 """`distill finetune`: the command line of ``teachers.finetune``."""
 
+from distill.cli.tokens import TOKEN_HELP, add_task_arguments, finetune_tokens, wants_tokens
 from distill.core.io import owned_output
 from teachers import finetune as library
 from teachers.finetune import (UserError, finetune, limit_examples)
 
-DESCRIPTION = library.__doc__
+DESCRIPTION = library.__doc__ + TOKEN_HELP + """
+    distill finetune --teacher e5-small --train ner/train.txt --dev ner/dev.txt --out runs/ner
+puts a token head on the teacher and keeps the epoch of best dev entity F1 (OUT/teacher).
+"""
 
 
 def add_arguments(parser) -> None:
@@ -40,6 +44,8 @@ def add_arguments(parser) -> None:
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--no-progress", action="store_true")
+    add_task_arguments(parser)
+
 
 def main(args) -> int:
     """Run with ``--out`` owned by the tool and locked (one process at a time)."""
@@ -49,6 +55,9 @@ def main(args) -> int:
 
 def _main(args) -> int:
     from distill.data.examples import load_task
+
+    if wants_tokens(args, args.train):
+        return finetune_tokens(args)
     from distill.train.trainer import TrainConfig
     from teachers.checkpoint import load_teacher
 

@@ -100,6 +100,24 @@ def detect_token_format(path: PathLike, fmt: Optional[str] = None) -> str:
     return TOKEN_FORMATS[suffix]
 
 
+def is_token_file(path: PathLike) -> bool:
+    """Whether ``path`` holds token data: a CoNLL suffix (``.txt``, ``.conll``, ``.bio``, ...),
+    or ``.jsonl`` whose first record has a ``tokens`` field. The commands use it to pick the
+    token path (``--task auto``); an unreadable file is not token data (its reader says why)."""
+    suffix = Path(path).suffix.lower()
+    if TOKEN_FORMATS.get(suffix) == "conll":
+        return True
+    if suffix != ".jsonl":
+        return False
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = next((line for line in handle if line.strip()), "")
+        record = json.loads(first)
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "tokens" in record
+
+
 # ----------------------------------------------------------------------------------- reading
 
 def _lines(path: Path) -> Iterator[Tuple[int, str]]:

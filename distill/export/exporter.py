@@ -74,6 +74,12 @@ class ExportConfig:
     opset: int = 13
     mkldnn_fp32: bool = True  # Paddle FP32 also runs with oneDNN (usually faster on CPU)
     paddle_int8_fallback: bool = True  # rejected oneDNN INT8 PTQ -> weight-only INT8 (FP32 kernels)
+    # QAT (distill.export.qat): None/False off; True or {steps, lr, loss, batch_size, eval_every,
+    # max_rows, seed} trains a fake-quant copy on the calibration pool (the training rows);
+    # paddle-int8 then measures PTQ, QAT and weight-only and keeps the most accurate accepted one
+    # on dev, the fastest at batch 32 among those within int8_choice_margin of it
+    qat: Any = None
+    int8_choice_margin: float = 0.002  # dev accuracy (fraction) a faster INT8 variant may lose
     onnx_reduce_range: bool = True  # 7-bit weights: no u8*s8 saturation on CPUs without VNNI
     timed: bool = True  # False: skip latency/throughput (tests)
     trim_vocab: Any = "off"  # off | auto | N: keep only the task's pieces (distill.export.trim)
@@ -100,6 +106,32 @@ class ExportConfig:
         from distill.export.trim import parse_setting
 
         parse_setting(self.trim_vocab)
+        self.qat_settings()
+        if not 0.0 <= self.int8_choice_margin < 1.0:
+            raise UserError(f"int8_choice_margin={self.int8_choice_margin}: give a fraction in "
+                            f"[0, 1), e.g. 0.002 for 0.2 points")
+
+    def qat_settings(self):
+        """``QATSettings`` from ``qat`` (None when QAT is off)."""
+        from distill.export.qat import QATSettings
+
+        if self.qat in (None, False):
+            return None
+        if self.qat is True:
+            return QATSettings()
+        if isinstance(self.qat, QATSettings):
+            settings = self.qat
+        elif isinstance(self.qat, dict):
+            known = {f.name for f in dataclasses.fields(QATSettings)}
+            unknown = sorted(set(self.qat) - known)
+            if unknown:
+                raise UserError(f"qat: unknown key(s) {', '.join(unknown)}; expected "
+                                f"{', '.join(sorted(known))}")
+            settings = QATSettings(**self.qat)
+        else:
+            raise UserError(f"qat={self.qat!r}: give true, false or a mapping of QAT settings")
+        settings.validate()
+        return settings
 
     def thread_count(self) -> int:
         return self.threads or usable_cores()
@@ -173,6 +205,9 @@ class _Context:
     reference_dev: Optional[Dict[str, float]]
     test_batches: List[Dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
     test_label_ids: Optional[np.ndarray] = None
+    train_examples: List[Any] = dataclasses.field(default_factory=list)  # QAT rows
+    eval_examples: List[Any] = dataclasses.field(default_factory=list)  # the dev rows
+    max_len: int = 128
 
     @property
     def paddle_dir(self) -> Path:
@@ -232,6 +267,8 @@ def _step_paddle_int8(ctx: _Context) -> ArtifactReport:
     out = ctx.out_dir / "paddle-int8"
     base = {"int8": True, "fp32_reference_bytes": weight_bytes(ctx.paddle_dir),
             "cpu_vnni": cpu_has_vnni()}
+    if ctx.config.qat_settings() is not None:
+        return _paddle_int8_candidates(ctx, out, base)
     info = quantize_static(ctx.paddle_dir, out, ctx.calib_batches, algo=ctx.config.algo)
     runner = PaddleRunner(out, threads=ctx.config.thread_count())
     report = ctx.measure("paddle-int8", out, runner,
@@ -249,6 +286,89 @@ def _step_paddle_int8(ctx: _Context) -> ArtifactReport:
     if report.accepted:
         report.reason = f"weight-only INT8 (no speed-up): oneDNN INT8 PTQ failed: {first_reason}"
     return report
+
+
+INT8_MODES = ("ptq", "qat", "weight-only")  # the paddle-int8 candidates with QAT on, in order
+
+
+def _paddle_int8_candidates(ctx: _Context, out: Path, base: Dict[str, Any]) -> ArtifactReport:
+    """Build and measure PTQ, QAT and weight-only INT8; keep the one ``choose_int8`` picks (on
+    dev accuracy, then batch-32 throughput) in ``out``; its report lists every candidate."""
+    from distill.backends.paddle_inference import (PaddleRunner, quantize_static,
+                                                   quantize_weight_only)
+    from distill.backends.paddle_qat import int8_kernels
+    from distill.export.qat import quant_aware_export
+
+    cfg = ctx.config
+    loaded = ctx.loaded
+    names = PaddleRunner(ctx.paddle_dir, int8=False).input_names
+    builders = {
+        "ptq": lambda d: quantize_static(ctx.paddle_dir, d, ctx.calib_batches, algo=cfg.algo),
+        "qat": lambda d: quant_aware_export(
+            loaded.model, loaded.encoder, ctx.train_examples, ctx.eval_examples, loaded.labels,
+            ctx.max_len, d, names, cfg.qat_settings()),
+        "weight-only": lambda d: quantize_weight_only(ctx.paddle_dir, d),
+    }
+    runtimes = {"ptq": "paddle-inference (oneDNN INT8)", "qat": "paddle-inference (oneDNN INT8)",
+                "weight-only": "paddle-inference (FP32 kernels, int8 weights)"}
+    reports: Dict[str, ArtifactReport] = {}
+    for mode in INT8_MODES:
+        path = out.parent / f".paddle-int8-{mode}"
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            info = builders[mode](path)
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001  (a candidate that fails is reported, not fatal)
+            logger.warning("paddle-int8 %s failed: %s", mode, error)
+            reports[mode] = ArtifactReport("paddle-int8", str(path), 0, {"max_abs_diff": float("inf"),
+                                           "argmax_agreement": 0.0}, None, {"p50": 0.0, "p95": 0.0},
+                                           0.0, accepted=False, reason=f"{mode} failed: {error}",
+                                           details={**base, "mode": mode})
+            continue
+        if mode != "weight-only":
+            info["int8_kernels"] = int8_kernels(path, threads=cfg.thread_count())
+        runner = PaddleRunner(path, threads=cfg.thread_count())
+        reports[mode] = ctx.measure("paddle-int8", path, runner,
+                                    {**base, "runtime": runtimes[mode], **info})
+    chosen = choose_int8([reports[m] for m in INT8_MODES], cfg.int8_choice_margin)
+    summary = [{"mode": m, "accepted": r.accepted, "reason": r.reason, "dev": r.dev,
+                "test": r.test, "parity": r.parity, "latency_ms_b1": r.latency_ms_b1,
+                "throughput_b32": r.throughput_b32, "size_bytes": r.size_bytes,
+                "int8_kernels": r.details.get("int8_kernels"), "qat": r.details.get("qat")}
+               for m, r in reports.items()]
+    mode = chosen.details.get("mode")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(chosen.path, out)
+    for m in INT8_MODES:
+        shutil.rmtree(out.parent / f".paddle-int8-{m}", ignore_errors=True)
+    chosen.path = os.fspath(out)
+    chosen.details["candidates"] = summary
+    chosen.details["chosen"] = mode
+    chosen.details["chosen_on"] = (f"dev accuracy, then batch-32 throughput within "
+                                   f"{100 * cfg.int8_choice_margin:.2f} points")
+    if chosen.accepted and mode != "ptq":
+        others = "; ".join(f"{r['mode']}: {r['reason'] or 'accepted'}" for r in summary
+                           if r["mode"] != mode)
+        chosen.reason = f"{mode} chosen ({others})"
+    return chosen
+
+
+def choose_int8(reports: Sequence[ArtifactReport], margin: float = 0.002) -> ArtifactReport:
+    """The INT8 variant to keep: among accepted reports, those within ``margin`` (fraction) of
+    the best dev accuracy (argmax agreement with FP32 when unlabelled), then the highest batch-32
+    throughput, then the lowest batch-1 p50, then the earliest given. None accepted: the most
+    accurate one (still rejected)."""
+    def accuracy(r: ArtifactReport) -> float:
+        return r.dev["accuracy"] if r.dev else r.parity["argmax_agreement"]
+
+    accepted = [r for r in reports if r.accepted]
+    pool = accepted or list(reports)
+    best = max(accuracy(r) for r in pool)
+    slack = margin if accepted else 0.0
+    close = [r for r in pool if accuracy(r) >= best - slack - 1e-12]
+    return max(close, key=lambda r: (r.throughput_b32, -r.latency_ms_b1["p50"],
+                                     -list(reports).index(r)))
 
 
 def _step_onnx(ctx: _Context) -> ArtifactReport:
@@ -382,6 +502,10 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     if not eval_examples and not calib_pool:
         raise UserError("export_model: give eval_examples (and/or calib_examples) to measure on")
     eval_examples = eval_examples or calib_pool
+    if config.qat_settings() is not None and "paddle-int8" in config.formats \
+            and not calib_examples:
+        raise UserError("qat trains on the training rows: give them as calib_examples "
+                        "(distill export --calib FILE); the dev rows only choose")
     order = np.sort(np.random.default_rng(config.seed).permutation(len(calib_pool))
                     [: config.calib_size])
     calib = [calib_pool[i] for i in order]
@@ -399,6 +523,8 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("paddle", "paddle-int8", "onnx", "onnx-int8"):  # never mix two exports
         shutil.rmtree(out_dir / stale, ignore_errors=True)
+    for stale in INT8_MODES:
+        shutil.rmtree(out_dir / f".paddle-int8-{stale}", ignore_errors=True)
     eval_batches = encode_batches(loaded.encoder, eval_examples, max_len, config.eval_batch_size)
     calib_batches = encode_batches(loaded.encoder, calib, max_len, config.calib_batch_size)
     from distill.backends.paddle_inference import dygraph_logits
@@ -415,7 +541,9 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
         reference_test = classification_metrics(
             test_labels, dygraph_logits(loaded.model, test_batches).argmax(-1))
     ctx = _Context(loaded, config, out_dir, eval_batches, calib_batches, reference_logits,
-                   label_array, reference_dev, test_batches, test_labels)
+                   label_array, reference_dev, test_batches, test_labels,
+                   train_examples=_as_examples(calib_examples), eval_examples=eval_examples,
+                   max_len=max_len)
     reports = []
     for fmt in tqdm([f for f in FORMATS if f in config.formats], desc="export", unit="format"):
         reports.append(FORMAT_STEPS.get(fmt)(ctx))

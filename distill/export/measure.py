@@ -192,13 +192,25 @@ def judge(report: ArtifactReport, reference_dev: Optional[Dict[str, float]],
             and disagreement > max(max_disagreement, max_accuracy_drop) + 1e-12):
         reasons.append(f"argmax differs from FP32 on {100 * disagreement:.2f}% of the eval "
                        f"texts > {100 * max(max_disagreement, max_accuracy_drop):.2f}%")
+    return verdict(report, reasons + numeric_reasons(report, fp32_tolerance))
+
+
+def numeric_reasons(report: ArtifactReport, fp32_tolerance: float) -> List[str]:
+    """What the guard rejects whatever the metric: an FP32 artifact whose logits differ from the
+    reference beyond ``fp32_tolerance`` (scaled by the largest reference logit when above 1), an
+    INT8 artifact that quantized nothing."""
     if not report.details.get("int8", False):
         scale = max(1.0, float(report.details.get("reference_max_abs_logit", 1.0)))
         if report.parity["max_abs_diff"] > fp32_tolerance * scale:
-            reasons.append(f"FP32 logits differ by {report.parity['max_abs_diff']:.3g} > "
-                           f"{fp32_tolerance * scale:.3g}")
+            return [f"FP32 logits differ by {report.parity['max_abs_diff']:.3g} > "
+                    f"{fp32_tolerance * scale:.3g}"]
     elif report.details.get("quantized_weight_fraction", 1.0) <= 0.0:
-        reasons.append("nothing was quantized (no INT8 weights in the file)")
+        return ["nothing was quantized (no INT8 weights in the file)"]
+    return []
+
+
+def verdict(report: ArtifactReport, reasons: List[str]) -> ArtifactReport:
+    """``report`` accepted when there is no reason against it, else rejected with them."""
     report.accepted = not reasons
     report.reason = "; ".join(reasons)
     return report

@@ -30,7 +30,8 @@ from distill.core.errors import UserError
 from distill.core.io import write_json
 from distill.export.exporter import (FORMAT_STEPS, FORMATS, ExportConfig, ExportResult,
                                      _Context, _save_encoder, load_model_dir)
-from distill.export.measure import ArtifactReport, _singles, artifact_size, latency_b1, throughput
+from distill.export.measure import (ArtifactReport, _singles, artifact_size, latency_b1,
+                                   numeric_reasons, throughput, verdict)
 
 DEFAULT_MAX_F1_DROP = 0.5  # points of entity F1
 
@@ -55,6 +56,7 @@ class _TokenContext(_Context):
     scheme: str = "bio"
     max_f1_drop: float = DEFAULT_MAX_F1_DROP
     reference_rows: Optional[np.ndarray] = None  # (sum W, C) FP32 token logits on dev
+    crf: Optional[Dict[str, np.ndarray]] = None  # a CRF tagger's transitions: Viterbi decoding
 
     @staticmethod
     def rows(runner, split: _TokenSplit) -> np.ndarray:
@@ -75,7 +77,8 @@ class _TokenContext(_Context):
         pred, start = [], 0
         for gold in split.gold:
             n = len(gold)
-            pred.append(tags_from_logits(rows[start:start + n], self.tags, self.scheme))
+            pred.append(tags_from_logits(rows[start:start + n], self.tags, self.scheme,
+                                         crf=self.crf))
             start += n
         return entity_metrics(split.gold, pred, self.scheme)
 
@@ -120,16 +123,7 @@ def judge_tokens(report: ArtifactReport, reference_dev: Optional[Dict[str, Any]]
     if max_disagreement is not None and disagreement > max_disagreement + 1e-12:
         reasons.append(f"tags differ from FP32 on {100 * disagreement:.2f}% of the eval tokens "
                        f"> {100 * max_disagreement:.2f}%")
-    if not report.details.get("int8", False):
-        scale = max(1.0, float(report.details.get("reference_max_abs_logit", 1.0)))
-        if report.parity["max_abs_diff"] > fp32_tolerance * scale:
-            reasons.append(f"FP32 logits differ by {report.parity['max_abs_diff']:.3g} > "
-                           f"{fp32_tolerance * scale:.3g}")
-    elif report.details.get("quantized_weight_fraction", 1.0) <= 0.0:
-        reasons.append("nothing was quantized (no INT8 weights in the file)")
-    report.accepted = not reasons
-    report.reason = "; ".join(reasons)
-    return report
+    return verdict(report, reasons + numeric_reasons(report, fp32_tolerance))
 
 
 def _split(encoder, examples, max_len: int, batch_size: int, tags) -> _TokenSplit:
@@ -152,6 +146,7 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
     from tqdm import tqdm
 
     from distill.train.device import seed_everything
+    from distill.train.token_eval import crf_of
 
     config = config or ExportConfig()
     config.validate()
@@ -173,7 +168,7 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
     ctx = _TokenContext(loaded, config, Path(out_dir), dev.inputs, calib_split.inputs,
                         reference_logits=np.zeros((0, 0)), label_ids=None, reference_dev=None,
                         dev_split=dev, test_split=test, tags=list(tags), scheme=scheme,
-                        max_f1_drop=max_f1_drop)
+                        max_f1_drop=max_f1_drop, crf=crf_of(loaded.model))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in FORMATS:
@@ -192,6 +187,8 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
                "max_len": max_len, "max_abs_logit": float(np.abs(ctx.reference_rows).max()),
                "model": loaded.name, "kind": loaded.kind, "text_pairs": False,
                "task": "token", "max_f1_drop": max_f1_drop, "selected_on": "dev"}
+    if ctx.crf is not None:  # the package decodes with these (distill.serve.tokens)
+        summary["crf"] = {k: v.tolist() for k, v in ctx.crf.items()}
     result = ExportResult(out_dir, reports, summary)
     write_json(out_dir / "export_report.json",
                {**result.to_dict(), "config": dataclasses.asdict(config)})
@@ -235,16 +232,20 @@ def _load_tagger(model_dir):
 
 def package_token_model(reports, encoder_dir, out_path, tags: Sequence[str], scheme: str,
                         unit: str, max_len: int, teacher: str = "", student: str = "",
-                        extra: Optional[Dict[str, Any]] = None):
+                        extra: Optional[Dict[str, Any]] = None,
+                        crf: Optional[Dict[str, Any]] = None):
     """``NAME.tar.gz`` with the best accepted ONNX tagger; ``config.json`` says
     ``task: token-classification`` and how to split text (``token.unit``) and read tags
-    (``token.scheme``); ``distill.serve.predict.load_package`` returns entity spans."""
+    (``token.scheme``) and, for a CRF tagger, its transitions (``token.crf``: ``transitions``,
+    ``start``, ``end``; predictions are then Viterbi paths); ``distill.serve.predict.load_package``
+    returns entity spans."""
     from distill.export.package import PackageMeta, build_package
 
     meta = PackageMeta(teacher=teacher, student=student, max_len=int(max_len), text_pairs=False,
                        extra=dict(extra or {}),
                        config={"task": "token-classification",
-                               "token": {"scheme": scheme, "unit": unit},
+                               "token": {"scheme": scheme, "unit": unit,
+                                         **({"crf": crf} if crf else {})},
                                "output": "logits (batch, sub-tokens, num_labels); read each "
                                          "token's first sub-token, softmax, argmax, decode "
                                          "the scheme's spans"})

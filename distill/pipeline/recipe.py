@@ -13,7 +13,7 @@ directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
     data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format, columns, ...}
     teacher: {source: minilm-l6 | PATH | random, random: {ErnieConfig fields}, max_len,
               finetune: {enabled, max_train, train_layers, + TrainConfig fields},
-              labels: {batch_size, engine: onnx | paddle, chunk_batches}}
+              labels: {batch_size, engine: auto | onnx | paddle-inference | dygraph, amp, chunk_batches}}
              or a list of those: an ensemble, each fine-tuned and labelling on its own
     ensemble: {rule: logits | probabilities, weights: dev | equal | [w, ...], grid_step}
     augment: {enabled, max_source, + AugmentConfig fields (n_iter, p_mask, p_pos, p_ng, seed...)}
@@ -114,8 +114,12 @@ class LabelSpec:
     """Soft labels (teacher logits) for the training and augmented rows."""
 
     batch_size: int = 64
-    # auto: ONNX Runtime FP32 on CPU (~4x Paddle dygraph), dygraph on GPU; see teachers/engines.py
+    # auto: ONNX Runtime FP32 on CPU (~4x Paddle dygraph); on GPU the fastest of dygraph (AMP)
+    # and Paddle Inference (TensorRT when present) that passes the check; teachers/engines.py
     engine: str = "auto"                     # auto | a name in teachers.engines.ENGINES
+    amp: bool = True                         # FP16 mixed precision, GPU only (never on CPU)
+    amp_level: typing.Literal["O1", "O2"] = "O1"  # O2 only where its check holds (docs/distributed.md)
+    tensorrt: Optional[bool] = None          # Paddle Inference on GPU: None = when the build has it
     threads: Optional[int] = None            # None: every usable core
     sessions: int = 1                        # ONNX engines: parallel sessions per batch
     chunk_batches: int = 16                  # batches per resumable chunk on disk

@@ -135,6 +135,12 @@ def render_markdown(report: dict) -> str:
                 f"{_num(s.get('speedup_b32'), '{:.1f}×') if fast else ''} |")
     lines += ["", "Speed-ups compare the student's fastest accepted export with the teacher's "
                   "FP32 export, in the same runtime and thread count."]
+    lab = t.get("labelling")
+    if lab:
+        lines += ["", f"Soft labels: {lab['rows']} rows by the {lab['engine']} engine, "
+                      f"{lab['precision']}, AMP {'on' if lab['amp'] else 'off'}, "
+                      f"{lab['processes']} process(es)"
+                      + (f", {lab['rows_per_s']:.1f} rows/s." if lab.get("rows_per_s") else ".")]
     if any(s.get("exports") for s in report["students"]) or t.get("exports"):
         lines += ["", "## Exports", "",
                   "| model | format | size | dev acc (guard) | test acc | latency b1 (ms) | "

@@ -147,7 +147,7 @@ class RunPlan:
             Stage("augment", "augment", self.augment, {"augment": _asdict(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
                   deps=["fetch"], title="augment training set"),
-            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_asdict(self.teachers[0].labels)),
+            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_label_settings(self.teachers[0].labels)),
                   deps=["teacher", "augment"], title="teacher soft labels", parallel=True),
         ]
         stages += self._ensemble_stages(common, trained)
@@ -217,7 +217,7 @@ class RunPlan:
                                      seed=self.seeds[0]),
                                 deps=["fetch"], title=f"fine-tune teacher {i + 1}", parallel=True))
             stages.append(Stage(_labels_key(i), "soft_labels", self._labels_fn(i),
-                                dict(common, labels=_asdict(t.labels)),
+                                dict(common, labels=_label_settings(t.labels)),
                                 deps=[_teacher_key(i), "augment"], title=f"teacher {i + 1} soft labels",
                                 parallel=True))
         keys = [k for i in range(len(self.teachers)) for k in (_teacher_key(i), _labels_key(i))]
@@ -249,9 +249,8 @@ class RunPlan:
         for i, t in enumerate(self.teachers):
             teacher = self.load_teacher(ctx, _teacher_key(i))
             z = sl.soft_labels(teacher, rows, ctx.dir / f"eval-{i}", batch_size=t.labels.batch_size,
-                               device=self.recipe.device, engine=t.labels.engine,
-                               threads=t.labels.threads, sessions=t.labels.sessions,
-                               engine_cache=ctx.dir / "engines", progress=False)
+                               engine=t.labels.engine, engine_cache=ctx.dir / "engines",
+                               progress=False, **_label_options(t.labels, self.recipe.device))
             dev_z.append(z[:len(task.dev)])
             test_z.append(z[len(task.dev):])
             key = _labels_key(i)
@@ -322,20 +321,21 @@ class RunPlan:
             task = data.load_task(d.train, d.dev, d.test, fmt=d.format, columns=d.columns,
                                   name=self.loaded.name, on_error=d.on_error)
             name = task.name or self.loaded.name
-        train = list(task.train)
-        if d.max_train is not None and d.max_train < len(train):
-            keep = sorted(random.Random(0).sample(range(len(train)), d.max_train))
-            train = [train[i] for i in keep]
+        train = sample_train(task.train, d.max_train)
         for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
             data.write_examples(ctx.dir / f"{split}.jsonl", rows)
-        for i, t in enumerate(self.teachers):  # every built-in teacher's weights
-            if t.source != "random" and self.teacher_path(i) is None:
-                from distill.data import fetch
-                fetch.fetch(t.source)
+        self._fetch_teacher_weights()
         result = {"name": name, "labels": list(task.labels),
                   "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
         write_json(ctx.dir / "task.json", result)
         return result
+
+    def _fetch_teacher_weights(self) -> None:
+        """Download every built-in teacher's weights (not random or local ones)."""
+        for i, t in enumerate(self.teachers):
+            if t.source != "random" and self.teacher_path(i) is None:
+                from distill.data import fetch
+                fetch.fetch(t.source)
 
     def task(self, ctx: StageContext):
         """The task as the fetch stage stored it."""
@@ -413,31 +413,39 @@ class RunPlan:
         return ckpt.load_teacher(str(ctx.dep_dir(key) / "teacher"))
 
     def augment(self, ctx: StageContext) -> dict:
-        """Expand the training set (Tang et al. rules); the rows keep their source_id, no label."""
-        from distill.data.augment import augmenter as aug
-        from distill.data import examples as data
+        """Expand the training set (``_augment_rows``: the task's rules); the rows keep their
+        source_id (the training row they come from)."""
         spec = self.recipe.augment
         task = self.task(ctx)
         out = ctx.dir / "augmented.jsonl"
         if not spec.enabled:
-            data.write_examples(out, [])
+            self._write_augmented(out, [])
             return {"rows": 0, "enabled": False}
         from distill.text.encoders import load_encoder
 
         encoder = load_encoder(ctx.dep_dir("teacher") / "teacher")
+        rows, info = self._augment_rows(task, spec, encoder)
+        self._write_augmented(out, rows)
+        return {"rows": len(rows), "enabled": True, **info}
+
+    @staticmethod
+    def _write_augmented(path: Path, rows) -> None:
+        from distill.data import examples as data
+        data.write_examples(path, rows)
+
+    def _augment_rows(self, task, spec, encoder):
+        """Tang et al. rules (mask, same-POS, n-gram): the rows (no label) and what to report."""
+        from distill.data.augment import augmenter as aug
         rules = dict(spec.rules)
         rules.setdefault("mask_token", aug.mask_token_for(encoder))
         rules.setdefault("seed", 0)
         config = aug.AugmentConfig(**rules)
-        sources = list(range(len(task.train)))
-        if spec.max_source is not None and spec.max_source < len(sources):
-            sources = sorted(random.Random(config.seed).sample(sources, spec.max_source))
+        sources = augment_sources(len(task.train), spec.max_source, config.seed)
         stats = aug.AugmentStats()
         rows = list(aug.augment_examples([task.train[i] for i in sources], config, stats, progress=True))
-        rows = [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]  # train index
-        data.write_examples(out, rows)
-        return {"rows": len(rows), "enabled": True, "summary": stats.summary(),
-                "mask_token": config.mask_token, "lang": stats.lang, "tagger": stats.tagger}
+        return renumber_sources(rows, sources), {"summary": stats.summary(),
+                                                 "mask_token": config.mask_token,
+                                                 "lang": stats.lang, "tagger": stats.tagger}
 
     def augmented(self, ctx: StageContext):
         from distill.data import examples as data
@@ -452,12 +460,12 @@ class RunPlan:
         teacher = self.load_teacher(ctx, _teacher_key(index))
         task = self.task(ctx)
         examples = list(task.train) + list(self.augmented(ctx))
-        options = dict(device=self.recipe.device, threads=spec.threads, sessions=spec.sessions,
-                       engine_cache=ctx.dir / "engines")
+        options = dict(_label_options(spec, self.recipe.device), engine_cache=ctx.dir / "engines")
         me = distributed.world()
         start = time.perf_counter()
-        if me.main:  # export the engine once (cached), before anyone labels
-            sl.prepare_engine(teacher, spec.engine, **options)
+        if me.main:  # export the engine once (cached) and make auto's GPU choice, before anyone labels
+            sl.prepare_engine(teacher, spec.engine, examples=examples, out_dir=ctx.dir,
+                              batch_size=spec.batch_size, **options)
         distributed.barrier()
         export_s, start = time.perf_counter() - start, time.perf_counter()
         if me.distributed:  # rank r labels rows r, r+W, ...; rank 0 merges them after a barrier
@@ -478,6 +486,8 @@ class RunPlan:
         engine = read_json(ctx.dir / "engine.json") if (ctx.dir / "engine.json").exists() else {}
         return {"rows": len(examples), "train_rows": len(task.train), "file": sl.MERGED,
                 "engine": engine.get("engine", spec.engine), "check": engine.get("check"),
+                "amp": engine.get("amp", False), "precision": engine.get("precision"),
+                "engine_choice": engine.get("choice"),
                 "train_agreement": agree, "processes": me.size,
                 "export_seconds": round(export_s, 3), "label_seconds": round(label_s, 3)}
 
@@ -487,35 +497,45 @@ class RunPlan:
         return fn
 
     def train_student(self, ctx: StageContext, spec: StudentSpec, seed: int, distilled: bool) -> dict:
-        """Train one student: plain on gold labels, or distilled on soft labels + augmented rows."""
-        from students import train as st
+        """Train one student: plain on gold labels, or distilled on soft labels + augmented rows
+        (``_reads_teacher``, ``_training_soft_labels`` and ``_fit_student`` are the task's parts)."""
         task = self.task(ctx)
-        teacher = None
         loss = dict(spec.loss) if distilled else None
         online = distilled and _online_terms(loss)
-        if spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher":
-            teacher = self.load_teacher(ctx)
+        teacher = self.load_teacher(ctx) if self._reads_teacher(spec, online) else None
         settings = dict(spec.train)
         if not distilled and spec.baseline_train:
             settings.update(spec.baseline_train)
-        config = st.default_train_config(spec.kind, **dict(settings, seed=seed, device=self.recipe.device))
+        settings.update(seed=seed, device=self.recipe.device)
         logits = augmented = None
         if distilled:
             augmented = self.augmented(ctx)
-            key = self._labels_stage()
-            logits = np.load(ctx.dep_dir(key) / ctx.result(key)["file"])
+            logits = self._training_soft_labels(ctx)
         max_len = spec.max_len or self.teachers[0].max_len
-        result = st.train_student(spec.kind, spec.config, task, ctx.dir, config, teacher_logits=logits,
-                                  augmented=augmented, loss=loss, teacher=teacher, vocab=spec.vocab,
-                                  max_len=max_len)
+        result = self._fit_student(spec, task, ctx.dir, settings, teacher_logits=logits,
+                                   augmented=augmented, loss=loss, teacher=teacher, max_len=max_len)
         keep = ("kind", "mode", "loss", "seed", "train_rows", "augmented_rows", "parameters",
                 "vocab_size", "dev", "test")
         return {**{k: result.get(k) for k in keep}, "best_epoch": result["fit"]["best_epoch"],
                 "train_time_s": result["fit"]["train_time_s"], "dir": "student"}
 
-    def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
+    def _reads_teacher(self, spec: StudentSpec, online: bool) -> bool:
+        """Whether a student needs the teacher (its tokenizer, layers or online loss terms)."""
+        return spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher"
+
+    def _training_soft_labels(self, ctx: StageContext):
+        key = self._labels_stage()
+        return np.load(ctx.dep_dir(key) / ctx.result(key)["file"])
+
+    def _fit_student(self, spec: StudentSpec, task, out_dir: Path, settings: dict, **inputs) -> dict:
+        from students import train as st
+        config = st.default_train_config(spec.kind, **settings)
+        return st.train_student(spec.kind, spec.config, task, out_dir, config, vocab=spec.vocab,
+                                **inputs)
+
+    def _export_config(self, formats=None):
+        """The recipe's ``export`` settings as an ``ExportConfig`` (``formats`` overrides)."""
         from distill.export import exporter as ex
-        task = self.task(ctx)
         settings = dict(self.recipe.export.settings)
         if formats is not None:
             settings["formats"] = formats
@@ -525,8 +545,14 @@ class RunPlan:
             from distill.export.measure import MeasureSettings
 
             settings["measure"] = MeasureSettings(**settings["measure"])
-        config = ex.ExportConfig(**settings)
-        trim_texts = list(task.train) + list(self.augmented(ctx)) if _trims(settings) else None
+        return ex.ExportConfig(**settings)
+
+    def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
+        from distill.export import exporter as ex
+        task = self.task(ctx)
+        config = self._export_config(formats)
+        trim_texts = (list(task.train) + list(self.augmented(ctx))
+                      if _trims(self.recipe.export.settings) else None)
         result = ex.export_model(str(model_dir), out_dir=ctx.dir, calib_examples=task.train,
                                  eval_examples=task.dev, test_examples=task.test, config=config,
                                  trim_texts=trim_texts)
@@ -548,16 +574,14 @@ class RunPlan:
         candidates = {s.name: ctx.result(f"export/{s.name}")["artifacts"] for s in self.recipe.students}
         best = pk.best_student(candidates)
         if best is None:
-            raise UserError("package: no student has an accepted ONNX export; see the export "
-                            "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
-                                                              for s in self.recipe.students))
+            self._nothing_to_package("student")
         s = next(spec for spec in self.recipe.students if spec.name == best[0])
         reports, choice = candidates[s.name], best[1]
         export_dir = ctx.dep_dir(f"export/{s.name}")
         ref = ctx.result(f"export/{s.name}")["reference"]
         teacher = ctx.result("teacher")
         task = ctx.result("fetch")
-        name = self.loaded.name if len(self.recipe.students) == 1 else f"{self.loaded.name}-{s.name}"
+        name = self._package_name(s)
         meta = pk.PackageMeta(teacher=teacher["name"], student=s.kind, max_len=ref["max_len"],
                               text_pairs=bool(ref.get("text_pairs")),
                               extra={"recipe": self.loaded.name, "student_name": s.name,
@@ -566,6 +590,16 @@ class RunPlan:
                                 ctx.dir / f"{name}.tar.gz", meta)
         return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
                 "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
+
+    def _nothing_to_package(self, what: str):
+        raise UserError(f"package: no {what} has an accepted ONNX export; see the export "
+                        "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
+                                                          for s in self.recipe.students))
+
+    def _package_name(self, spec: StudentSpec) -> str:
+        """NAME of NAME.tar.gz: the recipe's name, with the student's when there are several."""
+        return (self.loaded.name if len(self.recipe.students) == 1
+                else f"{self.loaded.name}-{spec.name}")
 
     def report(self, ctx: StageContext) -> dict:
         from distill.pipeline import report as rep
@@ -600,7 +634,8 @@ class RunPlan:
                         "test": {k: t_test.get(k) for k in ("accuracy", "macro_f1")},
                         "latency_ms_b1": t_ref["latency_ms_b1"] if t_ref else None,
                         "throughput_b32": t_ref["throughput_b32"] if t_ref else None,
-                        "exports": t_exports},
+                        "exports": t_exports,
+                        "labelling": _labelling(ctx.results.get("soft_labels"))},
             "students": [],
             "package": (ctx.results.get("package") or {}).get("path"),
             "selection": SELECTION,
@@ -710,9 +745,60 @@ def _asdict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
+def _labelling(result: Optional[dict]) -> Optional[dict]:
+    """How the (first) teacher labelled: engine, precision, AMP, rows, processes and rows/s."""
+    if not result:
+        return None
+    seconds = result.get("label_seconds")
+    return {"engine": result.get("engine"), "precision": result.get("precision") or "fp32",
+            "amp": bool(result.get("amp", False)), "rows": result.get("rows"),
+            "processes": result.get("processes", 1),
+            "rows_per_s": round(result["rows"] / seconds, 1) if seconds else None}
+
+
+LABEL_PRECISION_DEFAULTS = {"amp": True, "amp_level": "O1", "tensorrt": None}
+
+
+def _label_settings(spec) -> dict:
+    """The labels' fingerprint settings; the precision keys only when not at their defaults, so
+    recipes written before them keep their fingerprints (on CPU they change nothing)."""
+    return {k: v for k, v in _asdict(spec).items()
+            if k not in LABEL_PRECISION_DEFAULTS or v != LABEL_PRECISION_DEFAULTS[k]}
+
+
+def _label_options(spec, device: str) -> dict:
+    """The ``teachers.soft_labels`` engine keywords of a recipe's ``labels`` section."""
+    return dict(device=device, threads=spec.threads, sessions=spec.sessions, amp=spec.amp,
+                amp_level=spec.amp_level, tensorrt=spec.tensorrt)
+
+
 def _trims(export_settings) -> bool:
     """True when the recipe's ``export.trim_vocab`` is on (auto or a number)."""
     return export_settings.get("trim_vocab", "off") not in (None, False, "off")
+
+
+def sample_train(train, max_train: Optional[int]) -> list:
+    """The training rows, or a sample of ``max_train`` of them (seed 0, file order kept)."""
+    train = list(train)
+    if max_train is not None and max_train < len(train):
+        keep = sorted(random.Random(0).sample(range(len(train)), max_train))
+        train = [train[i] for i in keep]
+    return train
+
+
+def augment_sources(n: int, max_source: Optional[int], seed: int) -> List[int]:
+    """The training rows to augment: all ``n``, or a ``seed``ed sample of ``max_source`` in
+    file order."""
+    sources = list(range(n))
+    if max_source is not None and max_source < n:
+        sources = sorted(random.Random(seed).sample(sources, max_source))
+    return sources
+
+
+def renumber_sources(rows, sources: List[int]) -> list:
+    """Augmented rows with ``source_id`` turned from a position in ``sources`` into the
+    training row's index."""
+    return [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]
 
 
 def _without(d: dict, *keys) -> dict:

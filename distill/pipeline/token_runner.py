@@ -11,7 +11,6 @@ stage does: CoNLL/JSONL token files (``distill.data.tokens``), a token teacher
 precision/recall/F1 where sentence recipes give accuracy (no plots yet for token recipes).
 """
 import dataclasses
-import random
 from pathlib import Path
 from typing import List
 
@@ -19,7 +18,8 @@ import numpy as np
 
 from distill.core.errors import UserError
 from distill.core.io import write_json, write_text
-from distill.pipeline.runner import SELECTION, RunPlan, _epoch_curve, _exports, _online_terms
+from distill.pipeline.runner import (SELECTION, RunPlan, _epoch_curve, _exports, augment_sources,
+                                     renumber_sources, sample_train)
 from distill.pipeline.stages import StageContext
 from distill.train.trainer import count_parameters
 
@@ -41,17 +41,10 @@ class TokenRunPlan(RunPlan):
         else:
             task = tokens.load_token_task(d.train, d.dev, d.test, scheme=d.scheme, unit=d.unit,
                                           name=self.loaded.name, on_invalid=d.on_invalid)
-        train = list(task.train)
-        if d.max_train is not None and d.max_train < len(train):
-            keep = sorted(random.Random(0).sample(range(len(train)), d.max_train))
-            train = [train[i] for i in keep]
+        train = sample_train(task.train, d.max_train)
         for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
             tokens.write_token_examples(ctx.dir / f"{split}.jsonl", rows)
-        t = self.recipe.teacher
-        if t.source != "random" and self.teacher_path() is None:
-            from distill.data import fetch
-
-            fetch.fetch(t.source)
+        self._fetch_teacher_weights()
         result = {"name": task.name, "task": "token", "labels": list(task.tags),
                   "scheme": task.scheme, "unit": task.unit,
                   "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
@@ -134,19 +127,17 @@ class TokenRunPlan(RunPlan):
         return load_token_teacher(str(ctx.dep_dir("teacher") / "teacher"))
 
     # ------------------------------------------------------------------------- augment, labels
-    def augment(self, ctx: StageContext) -> dict:
+    @staticmethod
+    def _write_augmented(path: Path, rows) -> None:
         from distill.data import tokens
+
+        tokens.write_token_examples(path, rows)
+
+    def _augment_rows(self, task, spec, encoder):
+        """Tag-aligned rules (mask ``O`` tokens, same-type entities, n-gram windows)."""
         from distill.data.augment.augmenter import mask_token_for
         from distill.data.augment.tokens import TokenAugmentConfig, augment_token_examples
-        from distill.text.encoders import load_encoder
 
-        spec = self.recipe.augment
-        task = self.task(ctx)
-        out = ctx.dir / "augmented.jsonl"
-        if not spec.enabled:
-            tokens.write_token_examples(out, [])
-            return {"rows": 0, "enabled": False}
-        encoder = load_encoder(ctx.dep_dir("teacher") / "teacher")
         known = {f.name for f in dataclasses.fields(TokenAugmentConfig)}
         rules = {k: v for k, v in spec.rules.items() if k in known}
         rules.setdefault("mask_token", mask_token_for(encoder))
@@ -155,15 +146,10 @@ class TokenRunPlan(RunPlan):
         else:
             rules.pop("ngram_range", None)
         config = TokenAugmentConfig(p_entity=spec.p_entity, **rules)
-        sources = list(range(len(task.train)))
-        if spec.max_source is not None and spec.max_source < len(sources):
-            sources = sorted(random.Random(config.seed).sample(sources, spec.max_source))
+        sources = augment_sources(len(task.train), spec.max_source, config.seed)
         rows = augment_token_examples([task.train[i] for i in sources], config, task.scheme)
-        rows = [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]
-        tokens.write_token_examples(out, rows)
-        ignored = sorted(set(spec.rules) - known)
-        return {"rows": len(rows), "enabled": True, "mask_token": config.mask_token,
-                "ignored_settings": ignored}
+        return renumber_sources(rows, sources), {"mask_token": config.mask_token,
+                                                 "ignored_settings": sorted(set(spec.rules) - known)}
 
     def augmented(self, ctx: StageContext):
         from distill.data import tokens
@@ -195,55 +181,34 @@ class TokenRunPlan(RunPlan):
                 "train_token_agreement": float((gold == pred).mean())}
 
     # ------------------------------------------------------------------------- students
-    def train_student(self, ctx: StageContext, spec, seed: int, distilled: bool) -> dict:
-        from students import train_tokens as tt
+    def _reads_teacher(self, spec, online: bool) -> bool:
+        return spec.kind == "tiny" or online
+
+    def _training_soft_labels(self, ctx: StageContext):
         from teachers.token_soft_labels import load_token_soft_labels
 
-        task = self.task(ctx)
-        loss = dict(spec.loss) if distilled else None
-        online = distilled and _online_terms(loss)
-        teacher = self.load_teacher(ctx) if spec.kind == "tiny" or online else None
-        settings = dict(spec.train)
-        if not distilled and spec.baseline_train:
-            settings.update(spec.baseline_train)
-        config = tt.default_token_train_config(
-            spec.kind, **dict(settings, seed=seed, device=self.recipe.device))
-        logits = augmented = None
-        if distilled:
-            augmented = self.augmented(ctx)
-            logits = load_token_soft_labels(ctx.dep_dir("soft_labels"))
-        max_len = spec.max_len or self.recipe.teacher.max_len
+        return load_token_soft_labels(ctx.dep_dir("soft_labels"))
+
+    def _fit_student(self, spec, task, out_dir: Path, settings: dict, **inputs) -> dict:
+        from students import train_tokens as tt
+
+        config = tt.default_token_train_config(spec.kind, **settings)
         vocab = {k: v for k, v in spec.vocab.items() if k in ("min_freq", "max_size")}
-        result = tt.train_token_student(spec.kind, spec.config, task, ctx.dir, config,
-                                        teacher_logits=logits, augmented=augmented, loss=loss,
-                                        teacher=teacher, vocab=vocab, max_len=max_len)
-        keep = ("kind", "mode", "loss", "seed", "train_rows", "augmented_rows", "parameters",
-                "vocab_size", "dev", "test")
-        return {**{k: result.get(k) for k in keep}, "best_epoch": result["fit"]["best_epoch"],
-                "train_time_s": result["fit"]["train_time_s"], "dir": "student"}
+        return tt.train_token_student(spec.kind, spec.config, task, out_dir, config, vocab=vocab,
+                                      **inputs)
 
     # ------------------------------------------------------------------------- export, package
     def _export(self, ctx: StageContext, model_dir: Path, formats=None) -> dict:
-        from distill.export import exporter as ex
-        from distill.export.measure import MeasureSettings
         from distill.export.token_export import export_token_model
 
         task = self.task(ctx)
-        settings = dict(self.recipe.export.settings)
-        if settings.pop("trim_vocab", "off") not in (None, False, "off"):
+        if self.recipe.export.settings.get("trim_vocab", "off") not in (None, False, "off"):
             raise UserError("export.trim_vocab is for sentence packages; token recipes export "
                             "the full vocabulary")
-        if formats is not None:
-            settings["formats"] = formats
-        if "formats" in settings:
-            settings["formats"] = tuple(settings["formats"])
-        if "measure" in settings:
-            settings["measure"] = MeasureSettings(**settings["measure"])
-        config = ex.ExportConfig(**settings)
+        config = dataclasses.replace(self._export_config(formats), trim_vocab="off")
         result = export_token_model(model_dir, ctx.dir, eval_examples=task.dev,
                                     test_examples=task.test, calib_examples=task.train,
-                                    tags=task.tags,
-                                    scheme=task.scheme,
+                                    tags=task.tags, scheme=task.scheme,
                                     max_f1_drop=self.recipe.export.max_f1_drop, config=config)
         return {"reference": result.reference, "artifacts": [r.to_dict() for r in result.reports]}
 
@@ -262,19 +227,17 @@ class TokenRunPlan(RunPlan):
             if best is None or score > best[0]:
                 best = (score, s, reports, choice)
         if best is None:
-            raise UserError("package: no tagger has an accepted ONNX export; see the export "
-                            "stages' reasons in " + ", ".join(f"export/{s.name}/done.json"
-                                                              for s in self.recipe.students))
+            self._nothing_to_package("tagger")
         _, s, reports, choice = best
         ref = ctx.result(f"export/{s.name}")["reference"]
         task = ctx.result("fetch")
-        name = self.loaded.name if len(self.recipe.students) == 1 else f"{self.loaded.name}-{s.name}"
+        name = self._package_name(s)
         path = package_token_model(reports, ctx.dep_dir(f"export/{s.name}") / "encoder",
                                    ctx.dir / f"{name}.tar.gz", task["labels"], task["scheme"],
                                    task["unit"], ref["max_len"],
                                    teacher=ctx.result("teacher")["name"], student=s.kind,
                                    extra={"recipe": self.loaded.name, "student_name": s.name,
-                                          "task": task["name"]})
+                                          "task": task["name"]}, crf=ref.get("crf"))
         return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
                 "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
 

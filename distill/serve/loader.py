@@ -34,6 +34,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from distill.core.errors import PackageError, UserError
 from distill.core.io import sha256_file
 from distill.text.encoders import INPUT_NAMES
@@ -66,7 +68,7 @@ class PackageConfig:
     model_file: str
     task: str = "text-classification"
     format: str = "onnx"
-    token: Dict[str, str] = dataclasses.field(default_factory=dict)  # token task: scheme, unit
+    token: Dict[str, Any] = dataclasses.field(default_factory=dict)  # token: scheme, unit[, crf]
 
 
 def safe_relpath(rel: Any, field: str, shown) -> str:
@@ -170,9 +172,26 @@ def check_config(raw: Any, listed: Dict[str, Any], shown, file: str = CONFIG) ->
                 or token.get("unit") not in ("char", "word"):
             raise PackageError(f"{where}: field 'token' must be {{\"scheme\": bio|bioes|bmes, "
                                f"\"unit\": char|word}}, got {token!r}")
+        if "crf" in token:
+            _check_crf(token["crf"], len(labels), where)
     return PackageConfig(labels=labels, max_len=int(max_len), text_pairs=text_pairs,
                          input_names=list(names), model_file=model_file, task=task, format=fmt,
                          token=dict(token))
+
+
+def _check_crf(crf: Any, num_labels: int, where) -> None:
+    """A CRF tagger's ``token.crf``: ``transitions`` C x C, ``start`` and ``end`` C numbers."""
+    shapes = {"transitions": (num_labels, num_labels), "start": (num_labels,),
+              "end": (num_labels,)}
+    try:
+        ok = isinstance(crf, dict) and all(
+            np.asarray(crf[k], dtype=np.float64).shape == shape for k, shape in shapes.items())
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise PackageError(f"{where}: field 'token.crf' must hold 'transitions' "
+                           f"({num_labels} x {num_labels} numbers), 'start' and 'end' "
+                           f"({num_labels} numbers each) for the {num_labels} labels")
 
 
 def check_encoder_files(encoder_meta: Any, listed: Dict[str, Any], shown) -> None:

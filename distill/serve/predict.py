@@ -101,17 +101,30 @@ class Predictor:
         results: List[Dict[str, Any]] = []
         for start in range(0, len(texts), batch_size):
             chunk_b = None if texts_b is None else list(texts_b[start:start + batch_size])
-            probs = softmax(self.logits(list(texts[start:start + batch_size]), chunk_b))
-            for row in probs:
-                best = int(row.argmax())
-                results.append({"label": self.labels[best], "score": float(row[best]),
-                                "probabilities": {l: float(p) for l, p in zip(self.labels, row)}})
+            results += self.results(self.logits(list(texts[start:start + batch_size]), chunk_b))
         return results
+
+    def results(self, logits: np.ndarray) -> List[Dict[str, Any]]:
+        """One ``{"label", "score", "probabilities"}`` per row of (B, C) logits."""
+        probs = softmax(logits)  # (B, C)
+        labels = self.labels
+        out = []
+        for best, row in zip(probs.argmax(axis=-1).tolist(), probs.tolist()):
+            out.append({"label": labels[best], "score": row[best],
+                        "probabilities": dict(zip(labels, row))})
+        return out
 
     def logits(self, texts: List[str], texts_b: Optional[List[str]] = None) -> np.ndarray:
         """Raw (B, C) logits for one batch."""
+        return self.run(self.feed(texts, texts_b))
+
+    def feed(self, texts: List[str], texts_b: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
+        """The model inputs for one batch: int64 (B, T) arrays by input name."""
         enc = self.encoder.encode(texts, texts_b, max_len=self.max_len)
-        feed = {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in self.input_names}
+        return {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in self.input_names}
+
+    def run(self, feed: Dict[str, np.ndarray]) -> np.ndarray:
+        """(B, C) logits of ONNX Runtime for ``feed`` (releases the GIL while it computes)."""
         return np.asarray(self.session.run(None, feed)[0])
 
 

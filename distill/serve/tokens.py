@@ -9,7 +9,8 @@
 A text is split into tokens with their character offsets (``config.json`` ``token.unit``: every
 non-space character, or every whitespace-separated word), encoded with the package's encoder
 (``distill.text.token_encoding``), run through ONNX Runtime (logits per sub-token), read at each
-token's first sub-token, and decoded: argmax tags, repaired into a valid sequence of the scheme
+token's first sub-token, and decoded: argmax tags (a CRF tagger's package, ``token.crf``:
+the Viterbi path, ``distill.text.viterbi``), repaired into a valid sequence of the scheme
 and read as spans (``distill.text.tags``). ``start``/``end`` are character offsets into the
 text (``text[start:end]`` is the entity); ``score`` is the mean, over the entity's tokens, of
 the probability of the tag it was decoded from. Tokens beyond ``max_length`` sub-tokens are
@@ -22,6 +23,7 @@ import numpy as np
 from distill.core.errors import PackageError, UserError
 from distill.text.tags import decode_spans, encode_spans
 from distill.text.token_encoding import encode_token_rows, split_text
+from distill.text.viterbi import crf_arrays, viterbi
 
 TOKEN_TASK = "token-classification"
 
@@ -39,12 +41,13 @@ class TokenPredictor:
 
     def __init__(self, session, encoder, labels: Sequence[str], max_len: int, text_pairs: bool,
                  manifest: Dict[str, Any], config=None, shown=None, scheme: str = "bio",
-                 unit: str = "char"):
+                 unit: str = "char", crf: Optional[Dict[str, Any]] = None):
         self.session, self.encoder = session, encoder
         self.labels, self.max_len, self.text_pairs = list(labels), int(max_len), False
         self.manifest, self.config, self.shown = manifest, config, shown
         self.input_names = [i.name for i in session.get_inputs()]
         self.scheme, self.unit = scheme, unit
+        self.crf = crf_arrays(crf) if crf else None
 
     def check_model(self) -> None:
         model_file = self.config.model_file if self.config else "model.onnx"
@@ -103,8 +106,12 @@ class TokenPredictor:
         """Entities of one text from its (T, C) sub-token logits."""
         positions = np.array([max(p, 0) for p in first], dtype=np.int64)
         probs = softmax(logits[positions])  # (W, C)
-        names = [self.labels[int(k)] if p >= 0 else "O"
-                 for k, p in zip(probs.argmax(axis=-1), first)]
+        if self.crf is None:
+            ids = list(probs.argmax(axis=-1))
+        else:  # cut tokens (first -1) are the tail of the text: Viterbi over the others
+            n = sum(p >= 0 for p in first)
+            ids = viterbi(logits[positions[:n]], **self.crf) + [0] * (len(first) - n)
+        names = [self.labels[int(k)] if p >= 0 else "O" for k, p in zip(ids, first)]
         tags = encode_spans(len(names), decode_spans(names), self.scheme)
         index = {label: i for i, label in enumerate(self.labels)}
         entities = []

@@ -15,11 +15,19 @@ Ids: ``[PAD]``=0, ``[UNK]``=1, ``[SEP]``=2, ``[MASK]``=3, then words by falling 
 order of first appearance). Special tokens written literally in a text (``[MASK]`` or ``<mask>``
 from the augmenter) stay one token.
 
+Speed (English): the regex scan costs most of the encoding, so ``ids`` splits a text at whitespace
+(no word crosses whitespace, and the pattern's look-arounds see whitespace and a chunk's edge
+alike) and keeps each whitespace-free chunk's ids in a bounded per-vocabulary cache; a text holding
+a special-token spelling (``[`` or ``<``) or a character that ``str.split`` treats as space but the
+regex does not takes the exact per-text path. Both give identical ids
+(tests/text/test_vocab_speed.py checks it on real movies_en text and random text).
+
 Pairs (``text_a`` + ``text_b``) become one sequence ``a [SEP] b``; ``token_type_ids`` are 0 for
 ``a`` and the ``[SEP]``, 1 for ``b`` (the students add a learned segment embedding). Pairs that are
 too long are cut longest-first. An empty text encodes as one ``[UNK]`` so no row is all padding.
 """
 import collections
+import functools
 import itertools
 import logging
 import re
@@ -27,6 +35,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
+import regex
 
 from distill.core.errors import UserError
 from distill.core.io import read_json, write_json, write_text
@@ -40,6 +49,25 @@ ALIASES = {"<mask>": MASK, "<unk>": UNK, "</s>": SEP}
 LANGUAGES = ("zh", "en")
 
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS + tuple(ALIASES)) + ")")
+
+
+_CHUNK_CACHE_SIZE = 1 << 18  # distinct whitespace-free chunks kept per vocabulary
+
+
+@functools.lru_cache(maxsize=1)
+def _split_unsafe_re() -> "re.Pattern":
+    """Finds a character of ``_split_unsafe`` (never matches when there is none)."""
+    chars = _split_unsafe()
+    return re.compile("[" + re.escape(chars) + "]" if chars else "(?!)")
+
+
+@functools.lru_cache(maxsize=1)
+def _split_unsafe() -> str:
+    """Characters ``str.split()`` splits at but the English regex's ``\\s`` does not match."""
+    # Unicode puts every white-space character in the BMP (the test checks all code points)
+    every = "".join(map(chr, range(0x10000)))
+    # stdlib re's \s on str is exactly str.isspace(), the characters str.split() splits at
+    return "".join(sorted(set(re.findall(r"\s", every)) - set(regex.findall(r"\s", every))))
 
 
 def detect_language(texts: Iterable[str], sample: int = 2000) -> str:
@@ -93,6 +121,7 @@ class WordVocab:
         self.pad_id, self.unk_id = self.index[PAD], self.index[UNK]
         self.sep_id, self.mask_id = self.index[SEP], self.index[MASK]
         self.unk_token, self.mask_token, self.sep_token = UNK, MASK, SEP
+        self._chunk_ids: Dict[str, tuple] = {}  # English chunk -> word ids (see ``ids``)
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -124,6 +153,26 @@ class WordVocab:
         return tokenize(text, self.language, self.lowercase)
 
     def ids(self, text: str) -> List[int]:
+        """Word ids of ``text`` (``[UNK]`` for unknown words; one ``[UNK]`` for an empty text)."""
+        if self.language != "en" or "[" in text or "<" in text \
+                or _split_unsafe_re().search(text):
+            return self.exact_ids(text)
+        chunks = (text.lower() if self.lowercase else text).split()
+        found = list(map(self._chunk_ids.get, chunks))  # each a tuple of ids, None if unseen
+        if None in found:
+            found = [ids if ids is not None else self._learn_chunk(chunk)
+                     for ids, chunk in zip(found, chunks)]
+        return list(itertools.chain.from_iterable(found)) or [self.unk_id]
+
+    def _learn_chunk(self, chunk: str) -> tuple:
+        if len(self._chunk_ids) >= _CHUNK_CACHE_SIZE:
+            self._chunk_ids.clear()
+        ids = self._chunk_ids[chunk] = tuple(self.index.get(t, self.unk_id)
+                                             for t in split_english(chunk))
+        return ids
+
+    def exact_ids(self, text: str) -> List[int]:
+        """``ids`` the direct way: tokenize the whole text, look every word up."""
         return [self.index.get(t, self.unk_id) for t in self.tokenize(text)] or [self.unk_id]
 
     # -- the encoder contract ---------------------------------------------------------------
@@ -139,7 +188,6 @@ class WordVocab:
             a = self.ids(text)
             if texts_b is None:
                 rows.append(a[:max_len])
-                types.append([0] * len(rows[-1]))
                 continue
             b = self.ids(texts_b[i])
             while len(a) + len(b) + 1 > max_len:  # cut the longer side first
@@ -149,14 +197,17 @@ class WordVocab:
                     b.pop()
             rows.append(a + [self.sep_id] + b)
             types.append([0] * (len(a) + 1) + [1] * len(b))
-        width = max((len(r) for r in rows), default=1)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # (B,)
+        width = int(lengths.max()) if len(rows) else 1
+        mask = np.arange(width) < lengths[:, None]  # (B, T) True on real tokens, row-major
         input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        input_ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                                      count=int(lengths.sum()))
         token_type_ids = np.zeros((len(rows), width), dtype=np.int64)
-        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, (row, typ) in enumerate(zip(rows, types)):
-            input_ids[i, :len(row)] = row
-            token_type_ids[i, :len(typ)] = typ
-            attention_mask[i, :len(row)] = 1
+        if texts_b is not None:
+            token_type_ids[mask] = np.fromiter(itertools.chain.from_iterable(types),
+                                               dtype=np.int64, count=int(lengths.sum()))
+        attention_mask = mask.astype(np.int64)
         return {"input_ids": input_ids, "token_type_ids": token_type_ids,
                 "attention_mask": attention_mask}
 

@@ -14,6 +14,8 @@ teacher's output dict (only for the intermediate-layer losses). Names, in ``LOSS
 ``hidden_mse``  mean over mapped layers and real tokens of mean_h (W·h_s + b − h_t)²    (TinyBERT)
 ``attention``   KL(p_t ‖ p_s) per real query row (or MSE over real query/key pairs), mean over
                 mapped layers, heads and rows                                           (TinyBERT)
+``crf``         token taggers with a CRF (``config: {crf: true}``): mean over sentences with gold
+                tags of the CRF's −log p(tags | emissions)       (linear-chain CRF, ``students.crf``)
 ==============  ====================================================================================
 
 Token tasks (``distill.data.token_batching``): the student's ``logits`` are (B, T, C) per sub-token;
@@ -95,6 +97,7 @@ class LossContext:
     student_layers: Optional[int] = None
     teacher_layers: Optional[int] = None
     layer_map: Optional[List[int]] = None  # 0-based teacher layer behind each student layer
+    crf: Optional[Any] = None  # the student's CRF layer (students.crf), for the crf loss
 
 
 class LossTerm(nn.Layer):
@@ -339,7 +342,33 @@ class AttentionLoss(LossTerm):
         return total / len(self.pairs)
 
 
-for _cls in (SoftCrossEntropy, KLDivergence, LogitMSE, HardCrossEntropy, HiddenMSE, AttentionLoss):
+class CRFLoss(LossTerm):
+    """The negative log-likelihood of the gold tags under the student's linear-chain CRF,
+    averaged over the sentences that have gold tags (tokens with label −1 never count)."""
+
+    name = "crf"
+
+    def __init__(self, crf=None):
+        super().__init__()
+        if crf is None:
+            raise UserError("loss crf needs a tagger with a CRF layer (student config crf: true)")
+        self._crf = [crf]  # a reference, not a sublayer: the student owns and trains it
+
+    def forward(self, outputs, batch, teacher_outputs=None):
+        if "labels" not in batch:
+            raise UserError("loss crf needs gold tags, but the training batches have none")
+        emissions, weights = _token_rows(outputs["logits"], batch)  # (B, W, C), (B, W)
+        if weights is None:
+            raise UserError("loss crf is for token taggers (per-token logits)")
+        labels = _tensor(batch["labels"], "int64")  # (B, W)
+        mask = (labels >= 0).astype("float32") * weights  # (B, W): a prefix of each row
+        nll = self._crf[0].nll(emissions, labels, mask)  # (B,)
+        rows = mask[:, 0]  # (B,) 1 for sentences with gold tags
+        return (nll * rows).sum() / rows.sum().clip(min=1.0)
+
+
+for _cls in (SoftCrossEntropy, KLDivergence, LogitMSE, HardCrossEntropy, HiddenMSE, AttentionLoss,
+             CRFLoss):
     LOSSES.add(_cls.name, _cls)
 
 

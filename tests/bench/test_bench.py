@@ -80,3 +80,15 @@ def test_fasttext_table_rows_and_the_shipped_export():
                {"format": "paddle", "accepted": True, "latency_ms_b1": 0.01, "size_bytes": 10}]
     assert quality.shipped_export({"exports": exports})["format"] == "onnx-int8"
     assert quality.shipped_export({"exports": []}) is None
+
+
+def test_tune_variants_merge_into_the_student_spec_without_touching_it():
+    from bench.tune import deep_merge
+
+    base = {"config": {"emb_dim": 64, "word_ngrams": [1, 2]}, "loss": {"terms": "logit_mse:1"},
+            "train": {"lr": 0.002}}
+    merged = deep_merge(base, {"config": {"buckets": 30000, "word_ngrams": [1, 3]},
+                               "loss": {"terms": "soft_ce:1", "temperature": 2}})
+    assert merged == {"config": {"emb_dim": 64, "word_ngrams": [1, 3], "buckets": 30000},
+                      "loss": {"terms": "soft_ce:1", "temperature": 2}, "train": {"lr": 0.002}}
+    assert base["config"] == {"emb_dim": 64, "word_ngrams": [1, 2]}  # the base is left as it was

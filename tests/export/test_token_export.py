@@ -7,25 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.data.tokens import load_token_task
 from distill.export.exporter import ExportConfig
 from distill.export.measure import ArtifactReport
 from distill.export.token_export import export_token_model, judge_tokens, package_token_model
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ROOT / "recipes" / "data" / "smoke_ner"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from students.train_tokens import default_token_train_config, train_token_student
-
-    task = load_token_task(SMOKE / "train.txt", SMOKE / "dev.txt", SMOKE / "test.txt")
-    out = tmp_path_factory.mktemp("cnn")
-    config = default_token_train_config("cnn", epochs=4, lr=1e-2, batch_size=16, progress=False)
-    result = train_token_student("cnn", {"emb_dim": 32, "num_filters": 32}, task, out, config,
-                                 progress=False)
-    return task, out / "student", result
+def trained(train_smoke_tagger):
+    return train_smoke_tagger("cnn", {"emb_dim": 32, "num_filters": 32}, epochs=4)
 
 
 def test_export_package_and_predict_spans(trained, tmp_path):

@@ -189,3 +189,21 @@ def test_teacher_list_is_an_ensemble_with_checked_weights(recipe_dir):
         load_recipe(write(recipe_dir, two + "ensemble: {weights: [1, 1, 1]}\n"))
     with pytest.raises(RecipeError, match="ensemble.rule: 'median' is not allowed"):
         load_recipe(write(recipe_dir, two + "ensemble: {rule: median}\n"))
+
+
+def test_label_precision_keys_checked_and_defaults_keep_fingerprints(recipe_dir):
+    """teacher.labels.amp / amp_level / tensorrt are recipe keys; at their defaults they stay out
+    of the soft-label stage's fingerprint, so runs made before them are reused as they are."""
+    from distill.pipeline.runner import _label_options, _label_settings
+
+    text = GOOD.replace("  max_len: 32\n", "  max_len: 32\n  labels:\n    amp: false\n"
+                                           "    amp_level: O2\n")
+    spec = load_recipe(write(recipe_dir, text)).recipe.teacher.labels
+    assert (spec.amp, spec.amp_level, spec.tensorrt) == (False, "O2", None)
+    assert _label_settings(spec)["amp"] is False and _label_settings(spec)["amp_level"] == "O2"
+    assert "tensorrt" not in _label_settings(spec)
+    assert _label_options(spec, "gpu")["amp"] is False
+    default = load_recipe(write(recipe_dir, GOOD)).recipe.teacher.labels
+    assert not {"amp", "amp_level", "tensorrt"} & set(_label_settings(default))
+    with pytest.raises(RecipeError, match="amp_level"):
+        load_recipe(write(recipe_dir, text.replace("O2", "O3")))

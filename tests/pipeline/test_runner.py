@@ -134,6 +134,11 @@ def test_cli_end_to_end(cli_run):
     assert set(report["dataset"]) >= {"name", "num_labels", "sizes"}
     assert report["dataset"]["sizes"]["train"] == 240 and report["dataset"]["sizes"]["augmented"] > 240
     assert set(report["teacher"]) >= {"name", "params", "test", "latency_ms_b1", "throughput_b32"}
+    # how the soft labels were made: auto on CPU is ONNX Runtime FP32, never AMP
+    labelling = report["teacher"]["labelling"]
+    assert (labelling["engine"], labelling["precision"], labelling["amp"]) == ("onnx", "fp32", False)
+    assert labelling["rows"] == report["dataset"]["sizes"]["train"] + report["dataset"]["sizes"]["augmented"]
+    assert "AMP off" in (out / "report.md").read_text()
     assert [s["name"] for s in report["students"]] == ["bow", "cnn"]
     for s in report["students"]:
         assert STUDENT_KEYS <= set(s)

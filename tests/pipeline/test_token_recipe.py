@@ -70,3 +70,49 @@ def test_token_recipe_checks_kinds_and_data_against_the_task(tmp_path):
     assert load_recipe(recipe).recipe.task == "token"  # a tagger key, unknown to the sentence CNN
     loaded = load_recipe(SMOKE)
     assert loaded.recipe.export.max_f1_drop == 0.5 and loaded.recipe.teacher.labels.storage == "float16"
+
+
+def test_crf_is_a_tagger_setting():
+    recipe = {"task": "token", "data": {"builtin": "msra_ner"}, "teacher": {"source": "random"},
+              "students": [{"name": k, "kind": k, "config": {"crf": True},
+                            "loss": {"terms": "soft_ce:0.5,crf:0.5"}}
+                           for k in ("lstm", "cnn", "tiny")]}
+    assert len(load_recipe(recipe).recipe.students) == 3
+    sentence = {"data": {"builtin": "reviews_zh"}, "teacher": {"source": "random"},
+                "students": [{"name": "a", "kind": "lstm", "config": {"crf": True}}]}
+    with pytest.raises(RecipeError, match="crf"):
+        load_recipe(sentence)
+
+
+@pytest.mark.e2e
+def test_crf_tagger_recipe_packages_its_transitions(tmp_path):
+    """A recipe with a CRF tagger: the crf loss by default, the package's config.json carries
+    the transitions and its predictions are Viterbi paths."""
+    import tarfile
+
+    import yaml
+
+    recipe = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
+    recipe["name"] = "crf_token"
+    recipe["data"].update({k: str(ROOT / "recipes" / v) for k, v in recipe["data"].items()
+                           if k in ("train", "dev", "test")})
+    recipe["teacher"]["finetune"]["epochs"] = 1
+    recipe["augment"]["n_iter"] = 1
+    recipe["students"] = [{"name": "lstm", "kind": "lstm", "baseline": False,
+                           "config": {"emb_dim": 16, "hidden_size": 16, "crf": True},
+                           "train": {"epochs": 2, "batch_size": 16, "lr": 0.01}}]
+    recipe["export"]["formats"] = ["onnx"]
+    path = tmp_path / "crf.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    run("run", path, "--out", tmp_path / "run")
+    result = json.loads((tmp_path / "run" / "distill" / "lstm" / "seed0" / "done.json")
+                        .read_text(encoding="utf-8"))
+    assert result["result"]["loss"] == "0.5*soft_ce(T=1) + 0.5*crf"
+    report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    with tarfile.open(report["package"]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("config.json"))
+        config = json.loads(tar.extractfile(member).read())
+    tags = report["dataset"]["tags"]
+    assert len(config["token"]["crf"]["transitions"]) == len(tags)
+    cli = run("predict", report["package"], "今天张三去北京了。", "--json")
+    assert json.loads(cli.stdout.splitlines()[0])["text"] == "今天张三去北京了。"

@@ -23,10 +23,11 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 # setup.py's RUNTIME and what they need (onnxruntime: flatbuffers, packaging, protobuf;
-# starlette: anyio, idna, typing_extensions; uvicorn: click, h11).
+# starlette: anyio, idna, typing_extensions; uvicorn: click, h11, and its fast paths httptools
+# and uvloop; orjson for the server's answers).
 RUNTIME = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", "tokenizers",
            "sentencepiece", "jieba", "regex", "starlette", "anyio", "idna", "typing_extensions",
-           "uvicorn", "click", "h11")
+           "uvicorn", "click", "h11", "httptools", "uvloop", "orjson")
 ABSENT = ("paddle", "paddleslim", "paddle2onnx", "onnx", "sklearn", "yaml", "safetensors",
           "huggingface_hub", "pytest")
 
@@ -79,6 +80,9 @@ out["sentencepiece"] = sp.encode(["hello world"], max_len=16)["input_ids"].tolis
 zh = load_encoder(sys.argv[4])
 out["words_zh"] = zh.encode(["这部电影很好看"], max_len=16)["input_ids"].tolist()
 import distill.serve.server  # starlette + uvicorn
+import httptools  # uvicorn's fast HTTP parser, part of the runtime
+if sys.platform != "win32":
+    import uvloop
 print(json.dumps(out))
 """ % (ABSENT,)
 

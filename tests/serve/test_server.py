@@ -1,12 +1,12 @@
 """`distill serve` on a real uvicorn: micro-batching is observable, bad bodies get 4xx with a
 message, the server keeps working after them, and SIGTERM lets in-flight requests finish."""
 import asyncio
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -71,18 +71,33 @@ def test_concurrent_requests_are_batched_into_one_model_call(server, package):
             return await asyncio.gather(*[client.post(f"{server}/predict", json={"texts": [t]})
                                           for t in texts])
 
-    before = httpx.get(f"{server}/metadata").json()["serving"]
-    responses = asyncio.run(fire())
-    assert [r.status_code for r in responses] == [200] * len(texts)
     expected = load_package(package, threads=1).predict(texts)
-    got = [r.json()["results"][0] for r in responses]
-    assert [g["label"] for g in got] == [e["label"] for e in expected]
-    sizes = [r.json()["batch_size"] for r in responses]
+    # A lone request runs at once, so the first of a burst may go alone; the others queue
+    # behind it. Bursts until one shows a shared batch (the first does, almost always).
+    for _ in range(5):
+        before = httpx.get(f"{server}/metadata").json()["serving"]
+        responses = asyncio.run(fire())
+        after = httpx.get(f"{server}/metadata").json()["serving"]
+        assert [r.status_code for r in responses] == [200] * len(texts)
+        got = [r.json()["results"][0] for r in responses]
+        assert [g["label"] for g in got] == [e["label"] for e in expected]
+        assert after["requests"] - before["requests"] == len(texts)
+        sizes = [r.json()["batch_size"] for r in responses]
+        if max(sizes) > 1:
+            break
     assert max(sizes) > 1, sizes  # several requests answered by one ONNX Runtime call
-    after = httpx.get(f"{server}/metadata").json()["serving"]
-    assert after["requests"] - before["requests"] == len(texts)
     assert after["batches"] - before["batches"] < len(texts)
     assert after["largest_batch"] >= max(sizes)
+
+
+def test_several_texts_per_request_come_back_in_order(server, package):
+    texts = ["great superb fun", "awful dull poor", "superb", "dull w9"]
+    response = httpx.post(f"{server}/predict", json={"texts": texts}, timeout=60)
+    assert response.status_code == 200
+    expected = load_package(package, threads=1).predict(texts)
+    for got, want in zip(response.json()["results"], expected):
+        assert got["label"] == want["label"]
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -117,19 +132,43 @@ def test_health_metadata_and_wrong_method(server):
 
 
 def test_shutdown_finishes_in_flight_requests(package):
-    proc, url = _start(package, "--max-batch", "64", "--max-wait-ms", "4000")
-    answers = []
-    client = threading.Thread(target=lambda: answers.append(
-        httpx.post(f"{url}/predict", json={"texts": ["great superb fun"]}, timeout=60)))
-    client.start()
-    for _ in range(300):  # wait (at most 30 s) until the request is queued in the batcher
-        if httpx.get(f"{url}/metadata").json()["serving"]["requests"] == 1:
-            break
-        time.sleep(0.1)
-    assert _stop(proc)  # SIGTERM while the request waits for its batch
-    client.join(60)
-    assert len(answers) == 1 and answers[0].status_code == 200
-    assert answers[0].json()["results"][0]["label"] == "pos"
+    """SIGTERM while a request is half sent: the server stops listening, then still reads the
+    rest of that request and answers it before it exits."""
+    proc, url = _start(package)
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"texts": ["great superb fun"]}).encode()
+    conn = socket.create_connection(("127.0.0.1", port), timeout=60)
+    try:
+        conn.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5])
+        for _ in range(300):  # at most 30 s until the server has begun this request
+            if httpx.get(f"{url}/metadata").json()["serving"]["open_requests"] == 1:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server never began the half-sent request")
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(300):  # at most 30 s until it refuses new connections
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server kept accepting connections after SIGTERM")
+        conn.sendall(body[5:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        conn.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert json.loads(payload)["results"][0]["label"] == "pos"
+    assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
 
 
 def test_a_bad_package_or_setting_exits_2_before_binding(tmp_path, package, capsys):

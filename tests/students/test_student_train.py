@@ -131,12 +131,13 @@ def test_cli_trains_a_distilled_student_from_files(tmp_path, capsys):
                 "--augmented", str(tmp_path / "aug.tsv"), "--soft-labels", str(tmp_path / "logits.npy"),
                 "--loss", "kl:1,hard_ce:0.5", "--temperature", "2", "--epochs", "2",
                 "--config", '{"emb_dim": 16, "num_filters": 8}', "--out", str(tmp_path / "out"),
-                "--no-progress"])
+                "--no-progress", "--no-amp"])
     assert code == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
     assert line["mode"] == "distilled" and line["loss"] == "1*kl(T=2) + 0.5*hard_ce"
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved["augmented_rows"] == 80 and saved["train_config"]["epochs"] == 2
+    assert saved["train_config"]["amp"] is False  # --no-amp (AMP is off on CPU anyway)
     assert (tmp_path / "out" / "student" / "encoder.json").exists()
 
 

@@ -1,7 +1,7 @@
 """Checkpoint loaders: every format written by the test in its own naming, checked against a
 NumPy forward pass written here; the real MiniLM and e5 weights against the same reference.
 
-Run: .venv/bin/python -m pytest -q tests/test_checkpoint.py
+Run: .venv/bin/python -m pytest -q tests/teachers/test_checkpoint.py
 """
 import json
 import os

@@ -132,3 +132,124 @@ def test_onnx_sessions_split_rows_and_match(teacher, options, batches, reference
         {k: v[:1] for k, v in batches[0].items()})])  # a 1-row batch is not split
     np.testing.assert_allclose(got[:-1], reference, atol=1e-4)
     np.testing.assert_allclose(got[-1], reference[0], atol=1e-4)
+
+
+# ------------------------------------------------------------------------- AMP and auto's choice
+
+from teachers import engines as eng  # noqa: E402
+from teachers.soft_labels import CHOICE_FILE, engine_for_job, label_variant, LabelStore  # noqa: E402
+
+
+def _trial(rate, passed=True, engine="dygraph"):
+    return eng.Trial(eng.Candidate(engine), rows_per_s=rate, passed=passed)
+
+
+def test_pick_is_the_fastest_candidate_that_passed_its_check():
+    assert eng.pick([_trial(10.0), _trial(30.0, engine="paddle-inference")]) == 1
+    # the fastest failed its check: never chosen, whatever its speed
+    assert eng.pick([_trial(10.0), _trial(500.0, passed=False), _trial(20.0)]) == 2
+    assert eng.pick([_trial(20.0), _trial(20.0, engine="paddle-inference")]) == 0  # tie: first
+    assert eng.pick([_trial(None), _trial(5.0, passed=False)]) is None
+    assert eng.pick([]) is None
+
+
+def test_auto_measures_on_gpu_only_and_candidates_follow_amp():
+    cpu = EngineOptions(device="cpu")
+    assert eng.auto_candidates("auto", cpu) == []  # CPU: onnx, measured fastest (design.md)
+    assert eng.auto_candidates("onnx", cpu, ["dygraph"]) == []  # a named engine is not measured
+    with_amp = eng.gpu_candidates(EngineOptions(amp=True))
+    assert [(c.engine, c.amp, c.amp_level) for c in with_amp] == [
+        ("dygraph", True, "O1"), ("dygraph", True, "O2"), ("paddle-inference", True, "O1")]
+    assert [(c.engine, c.amp) for c in eng.gpu_candidates(EngineOptions(amp=False))] == [
+        ("dygraph", False), ("paddle-inference", False)]
+    with pytest.raises(UserError, match="never chosen by speed"):
+        eng.auto_candidates("auto", cpu, ["onnx-int8"])
+
+
+def test_amp_is_never_used_on_cpu(teacher, options, batches, reference):
+    """The same rule as training (distill.train.device.use_amp): asked for, still off on CPU."""
+    import dataclasses
+
+    engine = build_engine("dygraph", teacher, dataclasses.replace(options, amp=True,
+                                                                  amp_level="O2"))
+    assert engine.info["amp"] is False and engine.info["precision"] == "fp32"
+    assert engine.model is teacher.model  # no FP16 copy made
+    np.testing.assert_allclose(np.concatenate([engine.logits(b) for b in batches]), reference,
+                               atol=1e-5)
+    _, report = labelling_engine("dygraph", teacher, batches[:1], options)
+    assert report["amp"] is False and report["precision"] == "fp32"
+    assert label_variant("dygraph", options, measured=True) is None  # CPU labels: today's key
+
+
+def test_tensorrt_is_not_claimed_without_it():
+    from distill.backends.paddle_inference import tensorrt_available, tensorrt_versions
+
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("a CUDA build: TensorRT may really be there")
+    assert tensorrt_available() is False
+    assert tensorrt_versions()["compiled"] == "0.0.0"
+
+
+def test_auto_times_real_engines_and_labels_with_the_fastest_that_passed(teacher, options,
+                                                                         batches, reference):
+    engine, report = labelling_engine("auto", teacher, batches[:2], options,
+                                      candidates=("dygraph", "paddle-inference"))
+    trials = report["choice"]["trials"]
+    assert [t["engine"] for t in trials] == ["dygraph", "paddle-inference"]
+    assert all(t["passed"] and t["rows_per_s"] > 0 and t["error"] is None for t in trials)
+    assert all(t["check"]["rows"] == eng.DYGRAPH_CHECK_ROWS for t in trials)
+    assert report["choice"]["sample_rows"] == 32
+    rebuilt = [eng.Trial(eng.Candidate(t["engine"]), t["rows_per_s"], passed=t["passed"])
+               for t in trials]
+    chosen = report["choice"]["chosen"]
+    assert chosen == eng.pick(rebuilt)  # the recorded timings decide, nothing else
+    assert report["engine"] == engine.info["engine"] == trials[chosen]["engine"]
+    assert report["amp"] is False and report["precision"] == "fp32"
+    got = np.concatenate([engine.logits(b) for b in batches])
+    np.testing.assert_allclose(got, reference, atol=1e-4)
+
+
+def test_a_candidate_that_fails_is_recorded_and_not_chosen(teacher, options, batches, tmp_path):
+    import dataclasses
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the export cache would go")
+    broken = dataclasses.replace(options, cache_root=str(blocked))
+    engine, report = labelling_engine("auto", teacher, batches[:1], broken,
+                                      candidates=("paddle-inference", "dygraph"))
+    first, second = report["choice"]["trials"]
+    assert first["error"] and not first["passed"] and first["rows_per_s"] is None
+    assert second["passed"] and report["choice"]["chosen"] == 1
+    assert report["engine"] == "dygraph" and engine.info["engine"] == "dygraph"
+
+
+def test_soft_labels_choice_is_recorded_once_and_reused(teacher, examples, options, tmp_path,
+                                                        reference, batches):
+    common = dict(batch_size=8, progress=False, device="cpu", threads=1,
+                  engine_cache=options.cache_root, candidates=("paddle-inference", "dygraph"))
+    out = tmp_path / "labels"
+    got = soft_labels(teacher, examples, out, engine="auto", **common)
+    np.testing.assert_allclose(got, reference, atol=1e-4)
+    report = json.loads((out / "engine.json").read_text())
+    record = json.loads((out / CHOICE_FILE).read_text())
+    assert report["requested"] == "auto" and report["amp"] is False
+    assert len(report["choice"]["trials"]) == 2 and report["choice"]["sample_rows"] == 8
+    assert record["candidate"]["engine"] == report["engine"]
+    key = json.loads((out / "key.json").read_text())["key"]
+    assert record["key"] == key
+    # another shard (or a resumed run) of the same job builds the recorded engine, unmeasured
+    sample = [batches[0]]
+    _, again = engine_for_job(teacher, "auto", LabelStore(out, key), sample, options,
+                              eng.weights_sha256(teacher.model), common["candidates"])
+    assert again["choice_reused"] and again["engine"] == record["candidate"]["engine"]
+    assert again["choice"] == record["choice"]
+    # an unreadable record (or one of another job) is measured again and replaced
+    (out / CHOICE_FILE).write_text("{not json")
+    _, fresh = engine_for_job(teacher, "auto", LabelStore(out, key), sample, options,
+                              eng.weights_sha256(teacher.model), common["candidates"])
+    assert "choice_reused" not in fresh and len(fresh["choice"]["trials"]) == 2
+    assert json.loads((out / CHOICE_FILE).read_text())["key"] == key
+    # FP32 on CPU: the labels share the cache of a named FP32 engine
+    np.testing.assert_array_equal(
+        soft_labels(teacher, examples, out, engine="dygraph", **dict(common, candidates=None)),
+        got)

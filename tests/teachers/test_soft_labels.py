@@ -105,6 +105,23 @@ def test_two_shards_and_merge_equal_the_unsharded_run(tmp_path, teacher, example
     np.testing.assert_array_equal(merge_shards(tmp_path), merged)
 
 
+def test_a_rank_resumes_its_own_shard_and_rank_0_merges(tmp_path, teacher, examples, direct):
+    """The data-parallel path (merge=False, one shard per rank): a rank stopped mid-way resumes
+    with only its own unlabelled rows; the merge after both ranks equals the direct pass."""
+    with pytest.raises(KeyboardInterrupt):
+        run(teacher, examples, tmp_path, shard=(1, 2), merge=False,
+            on_chunk=Chunks(stop_after=1))
+    rest = Chunks()
+    part1 = run(teacher, examples, tmp_path, shard=(1, 2), merge=False, on_chunk=rest)
+    assert rest.calls[0] == (1, 8 + 8)  # chunk 0 (2 batches x 4 rows) kept; 14 of 22 rows left
+    assert rest.calls[-1][1] == 22 and len(rest.calls) == 2  # 4 batches: 2 chunks
+    np.testing.assert_allclose(part1, direct[1::2], atol=1e-5)
+    assert not (tmp_path / "soft_labels.npy").exists()  # merge=False: the caller merges
+    part0 = run(teacher, examples, tmp_path, shard=(0, 2), merge=False)
+    np.testing.assert_allclose(part0, direct[0::2], atol=1e-5)
+    np.testing.assert_allclose(merge_shards(tmp_path, 2), direct, atol=1e-5)
+
+
 def test_shard_selection():
     assert parse_shard("1/4") == (1, 4)
     with pytest.raises(UserError):
@@ -129,7 +146,8 @@ def test_cli_label_sharded_then_merged(tmp_path, teacher, examples, direct):
               "--no-progress"]
     assert cli(common + ["--shard", "0/2"]) == 0
     assert cli(["label", "--out", str(tmp_path / "labels"), "--merge"]) == 2  # shard 1 missing
-    assert cli(common + ["--shard", "1/2"]) == 0
+    # the precision switches are accepted (AMP and TensorRT are GPU-only: FP32 labels here)
+    assert cli(common + ["--shard", "1/2", "--no-amp", "--amp-level", "O2", "--no-tensorrt"]) == 0
     assert cli(["label", "--out", str(tmp_path / "labels"), "--merge"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "labels" / "soft_labels.npy"), direct,
                                atol=1e-5)

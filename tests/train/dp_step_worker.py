@@ -5,6 +5,8 @@
 
 ``hidden``: a 1-layer ERNIE student distilled with soft CE + hidden-state MSE through the loss's
 projection, the (2-layer ERNIE) teacher running inside the loss (no dropout anywhere).
+``early``: 5 epochs with patience 1 and a dev score that falls on rank 0 but rises on rank 1;
+each rank also writes ``rank<R>.json`` (its fit summary): rank 0's scores must decide for both.
 
 Each rank writes ``OUT_DIR/rank<R>.npz``: the model's and the loss's weights after one optimizer
 step over a global batch of 8 rows (rows 0-3 on rank 0, 4-7 on rank 1 when W = 2).
@@ -49,6 +51,20 @@ class ScaledCE(paddle.nn.Layer):
         return loss, {"ce": float(loss)}
 
 
+class RankDevScores:
+    """A dev evaluator whose score depends on the rank: falling on rank 0 (patience 1 stops
+    after epoch 2), rising on rank 1 (it would never stop): only if every rank takes rank 0's
+    broadcast numbers do both stop together (else rank 0 leaves and rank 1 hangs in all-reduce)."""
+
+    def __init__(self, rank: int):
+        self.rank, self.calls = rank, 0
+
+    def __call__(self, model, batches):
+        self.calls += 1
+        score = 1.0 / self.calls if self.rank == 0 else self.calls / 10
+        return {"accuracy": score, "macro_f1": score}
+
+
 def hidden_model_and_loss():
     """An ERNIE student and an intermediate-layer loss (its projection trained, teacher inside)."""
     from distill.train.losses import LossContext, build_loss
@@ -83,7 +99,19 @@ def main(out_dir: str, micro: int = 0, mode: str = "") -> None:
                          warmup_ratio=0.0, device="cpu", progress=False, seed=5,
                          optimizer="sgd" if mode == "hidden" else "adamw")
     rank = distributed.world().rank
-    Trainer(model, loss, config, Path(out_dir) / "train").fit(BatchPlan(data, 8, shuffle=True, seed=1))
+    plan = BatchPlan(data, 8, shuffle=True, seed=1)
+    if mode == "early":
+        import dataclasses
+        import json
+
+        config = dataclasses.replace(config, epochs=5, patience=1)
+        summary = Trainer(model, loss, config, Path(out_dir) / "train",
+                          evaluator=RankDevScores(rank)).fit(plan, dev_batches=list(plan))
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(
+            {k: summary[k] for k in ("best_epoch", "epochs_run", "stopped_early", "steps",
+                                     "dev_history")}))
+    else:
+        Trainer(model, loss, config, Path(out_dir) / "train").fit(plan)
     state = {f"model.{k}": v.numpy() for k, v in model.state_dict().items()}
     state.update({f"loss.{k}": v.numpy() for k, v in loss.state_dict().items()})
     np.savez(Path(out_dir) / f"rank{rank}.npz", **state)

@@ -191,3 +191,18 @@ def test_intermediate_loss_step_is_data_parallel_too(tmp_path):
     for key in single.files:
         np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
         np.testing.assert_allclose(rank0[key], single[key], atol=1e-5, rtol=0, err_msg=key)
+
+
+def test_early_stopping_and_best_epoch_are_rank_0s_on_every_rank(tmp_path):
+    """Dev scores that differ by rank (falling on rank 0, rising on rank 1): both ranks take
+    rank 0's broadcast numbers, stop after epoch 2 together and keep epoch 1 as the best."""
+    import json
+
+    _run_worker(tmp_path, 2, 0, "early")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for summary in ranks:
+        assert (summary["epochs_run"], summary["best_epoch"], summary["stopped_early"]) == (2, 1, True)
+        assert [d["accuracy"] for d in summary["dev_history"]] == [1.0, 0.5]
+    assert ranks[0] == ranks[1]
+    # rank 0 alone wrote the metrics: one line per epoch run
+    assert len((tmp_path / "train" / "metrics.jsonl").read_text().splitlines()) == 2
