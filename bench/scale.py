@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import yaml
 
@@ -85,14 +85,14 @@ def trainer_rate(stage_dir: Path) -> Dict:
             "rows_per_s": round(rows / seconds, 1) if seconds else None}
 
 
-def collect(run_dir: Path, wall: float) -> Dict:
+def collect(run_dir: Path, wall: Optional[float]) -> Dict:
     report = _json(run_dir / "report.json")
     labels = _json(run_dir / "soft_labels" / "done.json").get("result", {})
     student = report["students"][0]
     distill_dir = run_dir / "distill" / student["name"] / f"seed{report['recipe']['seeds'][0]}"
     label_s = labels.get("label_seconds") or 0.0
     return {
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": round(wall, 1) if wall else None,
         "stage_seconds": report.get("stage_seconds", {}),
         "finetune": trainer_rate(run_dir / "teacher"),
         "labelling": {"rows": labels.get("rows"), "seconds": label_s, "engine": labels.get("engine"),
@@ -123,7 +123,7 @@ def markdown(info: Dict) -> str:
     parts = (("fine-tuning", "finetune"), ("labelling", "labelling"), ("distillation", "distill"))
     rows = []
     for title, key in parts:
-        rates = {tag: res[tag][key]["rows_per_s"] for tag in res}
+        rates = {tag: res[tag][key]["rows_per_s"] for tag in res if not res[tag].get("reference")}
         rows.append([title] + [rates.get(tag) for tag, _, _ in SETUPS]
                     + [ratio(rates.get("2p1t"), rates.get("1p1t")),
                        ratio(rates.get("2p1t"), rates.get("1p2t"))])
@@ -134,13 +134,17 @@ def markdown(info: Dict) -> str:
            + [_acc(res.get(t, {}), "student_test_accuracy") for t, _, _ in SETUPS],
            ["whole run, wall seconds"] + [res.get(t, {}).get("wall_seconds") for t, _, _ in SETUPS]]
     lab = res["2p1t"]["labelling"]
+    refs = [t for t in res if res[t].get("reference")]
+    note = [f"The {', '.join(refs)} column is an earlier finished run of the same recipe and seeds "
+            f"({res[refs[0]]['reference']}), given with --nproc1-run: its accuracies are "
+            "compared, its rates (another time, another load) are not shown.", ""] if refs else []
     return "\n".join([
         f"### Data-parallel scaling ({info['recipe']}{', quick' if info['quick'] else ''})", "",
         "machine: " + machine_line(info["machine"]) + f"; load average at the end {info['load_end']}.",
         "Rows/s per part at 1 process x 1 thread (1p1t), 1 process x 2 threads (1p2t, today's "
         "default) and `--nproc 2` (2 processes x 1 thread, gloo), run one after the other.", "",
         md_table(["rows/s", "1p1t", "1p2t", "2p1t", "2p1t / 1p1t", "2p1t / 1p2t"], rows), "",
-        md_table(["", "1p1t", "1p2t", "2p1t"], acc), "",
+        md_table(["", "1p1t", "1p2t", "2p1t"], acc), "", *note,
         f"Labelling engine {lab['engine']}; engine export {lab['export_seconds']} s, excluded.",
         "On a shared machine the rates move with the other jobs' load (stated above): compare "
         "ratios, and treat a ratio measured under a load above the core count as a lower bound."])
@@ -153,6 +157,11 @@ def summary(info: Dict) -> str:
         lab = {t: info["labelling"][t]["rows_per_s"] for t, _, _ in SETUPS}
         text += (f"MiniLM labelling 2 procs x 1 thread = {ratio(lab['2p1t'], lab['1p1t'])}x one "
                  f"process x 1 thread, {ratio(lab['2p1t'], lab['1p2t'])}x 1 process x 2 threads; ")
+    if res["1p2t"].get("reference"):
+        return (text + f"--nproc 2 teacher {_acc(res['2p1t'], 'teacher_test_accuracy')} %, student "
+                f"{_acc(res['2p1t'], 'student_test_accuracy')} % vs --nproc 1 "
+                f"{_acc(res['1p2t'], 'teacher_test_accuracy')} %, "
+                f"{_acc(res['1p2t'], 'student_test_accuracy')} % (load {info['load_end']})")
     return (text + "fine-tuning "
             f"{ratio(res['2p1t']['finetune']['rows_per_s'], res['1p2t']['finetune']['rows_per_s'])}x, "
             f"distillation {ratio(res['2p1t']['distill']['rows_per_s'], res['1p2t']['distill']['rows_per_s'])}x "
@@ -267,6 +276,13 @@ def main(argv=None) -> int:
                              "scaling, which the labelling part already measures)")
     parser.add_argument("--seeds", default="0,1,2",
                         help="student seeds of every recipe run (default 0,1,2: mean ± std)")
+    parser.add_argument("--nproc1-run", default=None, metavar="DIR",
+                        help="a finished --nproc 1 run of the same recipe and seeds (e.g. "
+                             "bench.quality's group folder) to use as the 1p2t column instead of "
+                             "running it: accuracies compared, rates not shown")
+    parser.add_argument("--reuse", action="store_true",
+                        help="collect set-ups whose run folder already finished (report.json) "
+                             "instead of running them again")
     parser.add_argument("--no-labelling", action="store_true",
                         help="skip the MiniLM labelling part (measure it on a quiet machine "
                              "with --labelling-only)")
@@ -286,12 +302,17 @@ def main(argv=None) -> int:
     for tag, nproc, threads in SETUPS:
         if (only and tag not in only) or args.labelling_only:
             continue
-        wall = run_setup(path, base / tag, nproc, threads, args.seeds)
+        if tag == "1p2t" and args.nproc1_run:
+            info["setups"][tag] = dict(collect(Path(args.nproc1_run), None),
+                                       reference=Path(args.nproc1_run).name)
+            continue
+        finished = args.reuse and (base / tag / "report.json").exists()
+        wall = None if finished else run_setup(path, base / tag, nproc, threads, args.seeds)
         info["setups"][tag] = collect(base / tag, wall)
         print(f"{tag}: {json.dumps(info['setups'][tag])}", flush=True)
     info["load_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.labelling_only:
-        text = "\n".join([f"### Labelling scaling (MiniLM-L6, `distill label`)", "",
+        text = "\n".join(["### Labelling scaling (MiniLM-L6, `distill label`)", "",
                           "machine: " + machine_line(info["machine"])
                           + f"; load average at the end {info['load_end']}."]
                          + label_markdown(info["labelling"]))

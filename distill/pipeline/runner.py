@@ -140,7 +140,7 @@ class RunPlan:
         trained = dict(common, processes=size) if size > 1 else common
         stages = [
             Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
-            Stage("teacher", "teacher", self.teacher, dict(trained, teacher=_asdict(self.teachers[0]),
+            Stage("teacher", "teacher", self.teacher, dict(trained, teacher=_teacher_settings(self.teachers[0]),
                                                             source=self._teacher_source_id(),
                                                             seed=self.seeds[0]),
                   deps=["fetch"], title="fine-tune teacher", parallel=True),
@@ -764,6 +764,12 @@ def _label_settings(spec) -> dict:
     recipes written before them keep their fingerprints (on CPU they change nothing)."""
     return {k: v for k, v in _asdict(spec).items()
             if k not in LABEL_PRECISION_DEFAULTS or v != LABEL_PRECISION_DEFAULTS[k]}
+
+
+def _teacher_settings(spec) -> dict:
+    """The teacher's fingerprint settings, its labels section as ``_label_settings`` gives it (so
+    label keys at their defaults leave a cached fine-tuned teacher valid)."""
+    return dict(_asdict(spec), labels=_label_settings(spec.labels))
 
 
 def _label_options(spec, device: str) -> dict:

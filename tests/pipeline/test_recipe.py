@@ -207,3 +207,9 @@ def test_label_precision_keys_checked_and_defaults_keep_fingerprints(recipe_dir)
     assert not {"amp", "amp_level", "tensorrt"} & set(_label_settings(default))
     with pytest.raises(RecipeError, match="amp_level"):
         load_recipe(write(recipe_dir, text.replace("O2", "O3")))
+    # nor of the teacher stage's (the fine-tuned teacher of an earlier run stays valid)
+    from distill.pipeline.runner import RunPlan
+
+    teacher = {st.key: st.settings for st in RunPlan(load_recipe(write(recipe_dir, GOOD)),
+                                                     recipe_dir / "run").stages()}["teacher"]
+    assert not {"amp", "amp_level", "tensorrt"} & set(teacher["teacher"]["labels"])
