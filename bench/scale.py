@@ -114,6 +114,10 @@ def _acc(row: Dict, key: str) -> str:
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
+def _cell(value):
+    return "–" if value is None else value
+
+
 def ratio(a, b):
     return round(a / b, 2) if a and b else None
 
@@ -124,15 +128,16 @@ def markdown(info: Dict) -> str:
     rows = []
     for title, key in parts:
         rates = {tag: res[tag][key]["rows_per_s"] for tag in res if not res[tag].get("reference")}
-        rows.append([title] + [rates.get(tag) for tag, _, _ in SETUPS]
-                    + [ratio(rates.get("2p1t"), rates.get("1p1t")),
-                       ratio(rates.get("2p1t"), rates.get("1p2t"))])
+        rows.append([_cell(v) for v in [title] + [rates.get(tag) for tag, _, _ in SETUPS]
+                     + [ratio(rates.get("2p1t"), rates.get("1p1t")),
+                        ratio(rates.get("2p1t"), rates.get("1p2t"))]])
     seeds = res["1p2t"].get("seeds")
     acc = [["teacher test accuracy %"]
            + [_acc(res.get(t, {}), "teacher_test_accuracy") for t, _, _ in SETUPS],
            [f"distilled student test accuracy % (seeds {seeds})"]
            + [_acc(res.get(t, {}), "student_test_accuracy") for t, _, _ in SETUPS],
-           ["whole run, wall seconds"] + [res.get(t, {}).get("wall_seconds") for t, _, _ in SETUPS]]
+           ["whole run, wall seconds"]
+           + [_cell(res.get(t, {}).get("wall_seconds")) for t, _, _ in SETUPS]]
     lab = res["2p1t"]["labelling"]
     refs = [t for t in res if res[t].get("reference")]
     note = [f"The {', '.join(refs)} column is an earlier finished run of the same recipe and seeds "
