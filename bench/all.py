@@ -25,8 +25,15 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "pipeline": "python -m bench.pipeline", "quality": "python -m bench.quality",
        "serve": "python -m bench.serve", "trim": "python -m bench.trim",
        "scale": "python -m bench.scale",
-       "scale_labelling": "python -m bench.scale --labelling-only"}
-SECTIONS = BENCHES + ("scale_labelling",)  # result files in docs/benchmarks.md, in this order
+       "scale_labelling": "python -m bench.scale --labelling-only",
+       "quality_ngram": "python -m bench.quality --name quality_ngram --recipes "
+                        "recipes/movies_en/bow_from_minilm.yaml,recipes/movies_en/ngram_from_minilm.yaml "
+                        "--seeds 0,1,2 --ablation \"\"",
+       "qat": "python -m bench.qat --teacher RUN/teacher/teacher",
+       "qat_minilm": "python -m bench.qat --teacher RUN/teacher/teacher --skip-tiny --name qat_minilm"}
+# result files in docs/benchmarks.md, in this order: every bench, then the partial runs that
+# have their own file (a few recipes, one part, one model)
+SECTIONS = BENCHES + ("scale_labelling", "quality_ngram", "qat", "qat_minilm")
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:
