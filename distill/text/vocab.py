@@ -20,7 +20,7 @@ Speed (English): the regex scan costs most of the encoding, so ``ids`` splits a 
 alike) and keeps each whitespace-free chunk's ids in a bounded per-vocabulary cache; a text holding
 a special-token spelling (``[`` or ``<``) or a character that ``str.split`` treats as space but the
 regex does not takes the exact per-text path. Both give identical ids
-(tests/text/test_vocab_speed.py checks it on real movies_en text and random text).
+(tests/text/test_vocab_cache.py checks it on real movies_en text and random text).
 
 Pairs (``text_a`` + ``text_b``) become one sequence ``a [SEP] b``; ``token_type_ids`` are 0 for
 ``a`` and the ``[SEP]``, 1 for ``b`` (the students add a learned segment embedding). Pairs that are
