@@ -39,16 +39,31 @@ def toy_sentiment():
     paddle.seed(0)
     model = build_student("bow", {"emb_dim": 32, "hidden_sizes": [32]},
                           vocab_size=vocab.vocab_size, num_labels=2)
-    optimizer = paddle.optimizer.Adam(learning_rate=1e-2, parameters=model.parameters())
-    y = np.array([labels.index(e.label) for e in train])
+    fit_toy_model(model, vocab, train, labels, epochs=4, lr=1e-2, max_len=32)
+    return {"train": train, "test": test, "labels": labels, "vocab": vocab, "model": model}
+
+
+def fit_toy_model(model, vocab, rows, labels, epochs: int, lr: float, max_len: int) -> None:
+    """Train ``model`` in place on ``rows`` with hard cross-entropy (Adam, batches of 32), then
+    leave it in eval mode: a real trained model for the export and package tests."""
+    import numpy as np
+    import paddle
+
+    optimizer = paddle.optimizer.Adam(learning_rate=lr, parameters=model.parameters())
+    y = np.array([labels.index(e.label) for e in rows])
     model.train()
-    for _ in range(4):
-        for start in range(0, len(train), 32):
-            enc = vocab.encode([e.text_a for e in train[start:start + 32]], max_len=32)
+    for _ in range(epochs):
+        for start in range(0, len(rows), 32):
+            enc = vocab.encode([e.text_a for e in rows[start:start + 32]], max_len=max_len)
             logits = model(**{k: paddle.to_tensor(v) for k, v in enc.items()})["logits"]
             loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(y[start:start + 32]))
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
     model.eval()
-    return {"train": train, "test": test, "labels": labels, "vocab": vocab, "model": model}
+
+
+@pytest.fixture(scope="session")
+def fit_toy():
+    """``fit_toy_model``, for tests that train a model of their own on the toy task."""
+    return fit_toy_model

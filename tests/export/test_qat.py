@@ -21,23 +21,13 @@ QUICK = {"steps": 8, "eval_every": 4, "lr": 1e-4, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")
-def tiny(toy_sentiment):
+def tiny(toy_sentiment, fit_toy):
     """A tiny transformer trained for a few epochs on the toy task (well above chance)."""
-    vocab, labels, train = toy_sentiment["vocab"], toy_sentiment["labels"], toy_sentiment["train"]
+    vocab = toy_sentiment["vocab"]
     paddle.seed(0)
     model = build_student("tiny", TINY, vocab_size=vocab.vocab_size, num_labels=2)
-    optimizer = paddle.optimizer.Adam(learning_rate=3e-3, parameters=model.parameters())
-    y = np.array([labels.index(e.label) for e in train])
-    model.train()
-    for _ in range(6):
-        for start in range(0, len(train), 32):
-            enc = vocab.encode([e.text_a for e in train[start:start + 32]], max_len=24)
-            logits = model(**{k: paddle.to_tensor(v) for k, v in enc.items()})["logits"]
-            loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(y[start:start + 32]))
-            loss.backward()
-            optimizer.step()
-            optimizer.clear_grad()
-    model.eval()
+    fit_toy(model, vocab, toy_sentiment["train"], toy_sentiment["labels"], epochs=6, lr=3e-3,
+            max_len=24)
     return model
 
 
