@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.pipeline.report import repeatable_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 
@@ -46,17 +48,6 @@ def run_to_end(out: Path, nproc, log) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"run into {out} failed with exit {proc.returncode}; see the log")
     return time.perf_counter() - start
-
-
-def metrics(report: dict) -> dict:
-    return {
-        "dataset": report["dataset"],
-        "teacher": report["teacher"]["test"],
-        "students": [{"name": s["name"], "baseline": s["baseline"], "distilled": s["distilled"],
-                      "gap": s["gap_recovered"],
-                      "exports": [(e["format"], e["test"]["accuracy"], e["accepted"])
-                                  for e in s["exports"]]} for s in report["students"]],
-    }
 
 
 def arrays(run_dir: Path) -> dict:
@@ -78,7 +69,7 @@ def compare(reference: Path, other: Path) -> list:
     problems = []
     ref_report = json.loads((reference / "report.json").read_text())
     got_report = json.loads((other / "report.json").read_text())
-    if metrics(ref_report) != metrics(got_report):
+    if repeatable_metrics(ref_report) != repeatable_metrics(got_report):
         problems.append("report metrics differ")
     ref, got = arrays(reference), arrays(other)
     if sorted(ref) != sorted(got):

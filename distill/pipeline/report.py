@@ -62,6 +62,18 @@ def speedup(teacher_value: Optional[float], student_value: Optional[float], high
 
 
 # ------------------------------------------------------------------------------- rendering
+def repeatable_metrics(report: dict) -> dict:
+    """Everything in a report that must repeat exactly (not timings, sizes or paths)."""
+    return {
+        "dataset": report["dataset"],
+        "teacher": report["teacher"]["test"],
+        "students": [{"name": s["name"], "baseline": s["baseline"], "distilled": s["distilled"],
+                      "gap": s["gap_recovered"],
+                      "exports": [(e["format"], e["test"]["accuracy"], e["accepted"])
+                                  for e in s["exports"]]} for s in report["students"]],
+    }
+
+
 def _pct(v, std=None) -> str:
     if v is None:
         return "–"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import distill
+from distill.pipeline.report import repeatable_metrics
 from distill.pipeline.stages import KILL_ENV, Pipeline, Stage
 
 pytestmark = pytest.mark.e2e  # runs whole recipes / commands
@@ -34,18 +35,6 @@ def cli(*args, env=None, check=True):
     if check and out.returncode != 0:
         raise AssertionError(f"distill run failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return out
-
-
-def metrics(report: dict) -> dict:
-    """Everything in a report that must repeat exactly (not timings, sizes or paths)."""
-    return {
-        "dataset": report["dataset"],
-        "teacher": report["teacher"]["test"],
-        "students": [{"name": s["name"], "baseline": s["baseline"], "distilled": s["distilled"],
-                      "gap": s["gap_recovered"],
-                      "exports": [(e["format"], e["test"]["accuracy"], e["accepted"])
-                                  for e in s["exports"]]} for s in report["students"]],
-    }
 
 
 def ran_stages(messages):
@@ -174,7 +163,8 @@ def test_python_api_end_to_end_matches_cli(cli_run, api_run):
     out, report, _ = api_run
     assert json.loads((out / "report.json").read_text())["students"] == report["students"]
     reference = json.loads((cli_run[0] / "report.json").read_text())
-    assert metrics(report) == metrics(reference)  # seeded: the same numbers in any process
+    # seeded: the same numbers in any process
+    assert repeatable_metrics(report) == repeatable_metrics(reference)
 
 
 def test_rerun_skips_every_stage_and_is_10x_faster(api_run):
@@ -230,7 +220,8 @@ def test_killed_runs_resume_to_the_same_report(cli_run, tmp_path):
     assert "[4/13] teacher soft labels: done before" in resumed.stderr
     assert "distil bow (seed 0): running" in resumed.stderr
     assert "distil cnn (seed 0): running" in resumed.stderr  # downstream of the forced stage
-    assert metrics(json.loads((run_dir / "report.json").read_text())) == metrics(reference)
+    assert repeatable_metrics(json.loads((run_dir / "report.json").read_text())) == \
+        repeatable_metrics(reference)
 
 
 def test_force_unknown_stage_is_a_user_error(cli_run, capsys):
