@@ -56,6 +56,26 @@ def _path(default=None):
     return field(default=default, metadata={"path": True})
 
 
+def _late(default):
+    """A key added after run folders existed: while it keeps its default it stays out of the stage
+    fingerprints (``fingerprint_settings``), so adding it leaves cached stages valid."""
+    return field(default=default, metadata={"late": True})
+
+
+def fingerprint_settings(spec) -> Any:
+    """``dataclasses.asdict(spec)`` less every ``_late`` key still at its default: what a stage's
+    fingerprint hashes of a recipe section."""
+    if dataclasses.is_dataclass(spec):
+        return {f.name: fingerprint_settings(getattr(spec, f.name))
+                for f in dataclasses.fields(spec)
+                if not (f.metadata.get("late") and getattr(spec, f.name) == f.default)}
+    if isinstance(spec, (list, tuple)):
+        return type(spec)(fingerprint_settings(v) for v in spec)
+    if isinstance(spec, dict):
+        return {k: fingerprint_settings(v) for k, v in spec.items()}
+    return copy.deepcopy(spec)
+
+
 def _typed(schema: type, **fill):
     """A mapping validated against another layer's config dataclass; ``fill`` supplies values the
     recipe never gives (only for the check)."""
@@ -117,9 +137,9 @@ class LabelSpec:
     # auto: ONNX Runtime FP32 on CPU (~4x Paddle dygraph); on GPU the fastest of dygraph (AMP)
     # and Paddle Inference (TensorRT when present) that passes the check; teachers/engines.py
     engine: str = "auto"                     # auto | a name in teachers.engines.ENGINES
-    amp: bool = True                         # FP16 mixed precision, GPU only (never on CPU)
-    amp_level: typing.Literal["O1", "O2"] = "O1"  # O2 only where its check holds (docs/distributed.md)
-    tensorrt: Optional[bool] = None          # Paddle Inference on GPU: None = when the build has it
+    amp: bool = _late(True)                  # FP16 mixed precision, GPU only (never on CPU)
+    amp_level: typing.Literal["O1", "O2"] = _late("O1")  # O2 only where its check holds (docs/distributed.md)
+    tensorrt: Optional[bool] = _late(None)   # Paddle Inference on GPU: None = when the build has it
     threads: Optional[int] = None            # None: every usable core
     sessions: int = 1                        # ONNX engines: parallel sessions per batch
     chunk_batches: int = 16                  # batches per resumable chunk on disk

@@ -27,7 +27,7 @@ import numpy as np
 
 from distill.core.errors import UserError
 from distill.core.io import ensure_owned_dir, folder_lock, read_json, sha256_file, write_json
-from distill.pipeline.recipe import LoadedRecipe, StudentSpec, load_recipe
+from distill.pipeline.recipe import LoadedRecipe, StudentSpec, fingerprint_settings, load_recipe
 from distill.pipeline.stages import Pipeline, Stage, StageContext
 from distill.train.trainer import count_parameters
 
@@ -140,19 +140,20 @@ class RunPlan:
         trained = dict(common, processes=size) if size > 1 else common
         stages = [
             Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
-            Stage("teacher", "teacher", self.teacher, dict(trained, teacher=_teacher_settings(self.teachers[0]),
-                                                            source=self._teacher_source_id(),
-                                                            seed=self.seeds[0]),
+            Stage("teacher", "teacher", self.teacher,
+                  dict(trained, teacher=fingerprint_settings(self.teachers[0]),
+                       source=self._teacher_source_id(), seed=self.seeds[0]),
                   deps=["fetch"], title="fine-tune teacher", parallel=True),
-            Stage("augment", "augment", self.augment, {"augment": _asdict(r.augment),
+            Stage("augment", "augment", self.augment, {"augment": fingerprint_settings(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
                   deps=["fetch"], title="augment training set"),
-            Stage("soft_labels", "soft_labels", self.soft_labels, dict(common, labels=_label_settings(self.teachers[0].labels)),
+            Stage("soft_labels", "soft_labels", self.soft_labels,
+                  dict(common, labels=fingerprint_settings(self.teachers[0].labels)),
                   deps=["teacher", "augment"], title="teacher soft labels", parallel=True),
         ]
         stages += self._ensemble_stages(common, trained)
         for s in r.students:
-            spec = _asdict(s)
+            spec = fingerprint_settings(s)
             for seed in self.seeds:
                 if s.baseline:
                     stages.append(Stage(f"baseline/{s.name}/seed{seed}", "baseline",
@@ -167,7 +168,7 @@ class RunPlan:
                                     title=f"distil {s.name} (seed {seed})", parallel=True))
         exports: List[str] = []
         if r.export.enabled:
-            export_settings = _without(_asdict(r.export), "package", "teacher", "teacher_formats")
+            export_settings = _without(fingerprint_settings(r.export), "package", "teacher", "teacher_formats")
             # trim_vocab keeps the pieces of the training + augmented text
             trim = ["augment"] if _trims(r.export.settings) else []
             export_settings["selected_on"] = "dev"  # guard on dev, test reported (older runs: test)
@@ -213,16 +214,16 @@ class RunPlan:
         stages = []
         for i, t in enumerate(self.teachers[1:], 1):
             stages.append(Stage(_teacher_key(i), "teacher", self._teacher_fn(i),
-                                dict(trained, teacher=_asdict(t), source=self._teacher_source_id(i),
-                                     seed=self.seeds[0]),
+                                dict(trained, teacher=fingerprint_settings(t),
+                                     source=self._teacher_source_id(i), seed=self.seeds[0]),
                                 deps=["fetch"], title=f"fine-tune teacher {i + 1}", parallel=True))
             stages.append(Stage(_labels_key(i), "soft_labels", self._labels_fn(i),
-                                dict(common, labels=_label_settings(t.labels)),
+                                dict(common, labels=fingerprint_settings(t.labels)),
                                 deps=[_teacher_key(i), "augment"], title=f"teacher {i + 1} soft labels",
                                 parallel=True))
         keys = [k for i in range(len(self.teachers)) for k in (_teacher_key(i), _labels_key(i))]
         stages.append(Stage("ensemble", "ensemble", self.ensemble,
-                            dict(common, ensemble=_asdict(self.recipe.ensemble)),
+                            dict(common, ensemble=fingerprint_settings(self.recipe.ensemble)),
                             deps=["fetch"] + keys, title="combine the teachers' soft labels"))
         return stages
 
@@ -278,7 +279,7 @@ class RunPlan:
 
     def _data_settings(self) -> dict:
         d = self.recipe.data
-        settings = {"data": _asdict(d)}
+        settings = {"data": fingerprint_settings(d)}
         if d.builtin is None:  # the content of the user's files, not just their names
             settings["sha256"] = {k: sha256_file(getattr(d, k)) for k in DATA_FILES}
         settings["teacher_source"] = self._teacher_source_id()
@@ -741,10 +742,6 @@ def _evaluate_model(model, encoder, examples, labels, max_len: int) -> Optional[
     return evaluate(model, BatchPlan(encode_examples(encoder, examples, max_len=max_len, labels=labels), 64))
 
 
-def _asdict(obj) -> dict:
-    return dataclasses.asdict(obj)
-
-
 def _labelling(result: Optional[dict]) -> Optional[dict]:
     """How the (first) teacher labelled: engine, precision, AMP, rows, processes and rows/s."""
     if not result:
@@ -754,22 +751,6 @@ def _labelling(result: Optional[dict]) -> Optional[dict]:
             "amp": bool(result.get("amp", False)), "rows": result.get("rows"),
             "processes": result.get("processes", 1),
             "rows_per_s": round(result["rows"] / seconds, 1) if seconds else None}
-
-
-LABEL_PRECISION_DEFAULTS = {"amp": True, "amp_level": "O1", "tensorrt": None}
-
-
-def _label_settings(spec) -> dict:
-    """The labels' fingerprint settings; the precision keys only when not at their defaults, so
-    recipes written before them keep their fingerprints (on CPU they change nothing)."""
-    return {k: v for k, v in _asdict(spec).items()
-            if k not in LABEL_PRECISION_DEFAULTS or v != LABEL_PRECISION_DEFAULTS[k]}
-
-
-def _teacher_settings(spec) -> dict:
-    """The teacher's fingerprint settings, its labels section as ``_label_settings`` gives it (so
-    label keys at their defaults leave a cached fine-tuned teacher valid)."""
-    return dict(_asdict(spec), labels=_label_settings(spec.labels))
 
 
 def _label_options(spec, device: str) -> dict:

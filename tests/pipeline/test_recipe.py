@@ -194,22 +194,25 @@ def test_teacher_list_is_an_ensemble_with_checked_weights(recipe_dir):
 def test_label_precision_keys_checked_and_defaults_keep_fingerprints(recipe_dir):
     """teacher.labels.amp / amp_level / tensorrt are recipe keys; at their defaults they stay out
     of the soft-label stage's fingerprint, so runs made before them are reused as they are."""
-    from distill.pipeline.runner import _label_options, _label_settings
+    from distill.pipeline.recipe import fingerprint_settings
+    from distill.pipeline.runner import _label_options
 
     text = GOOD.replace("  max_len: 32\n", "  max_len: 32\n  labels:\n    amp: false\n"
                                            "    amp_level: O2\n")
     spec = load_recipe(write(recipe_dir, text)).recipe.teacher.labels
     assert (spec.amp, spec.amp_level, spec.tensorrt) == (False, "O2", None)
-    assert _label_settings(spec)["amp"] is False and _label_settings(spec)["amp_level"] == "O2"
-    assert "tensorrt" not in _label_settings(spec)
+    settings = fingerprint_settings(spec)
+    assert settings["amp"] is False and settings["amp_level"] == "O2"
+    assert "tensorrt" not in settings and settings["batch_size"] == spec.batch_size
     assert _label_options(spec, "gpu")["amp"] is False
     default = load_recipe(write(recipe_dir, GOOD)).recipe.teacher.labels
-    assert not {"amp", "amp_level", "tensorrt"} & set(_label_settings(default))
+    assert not {"amp", "amp_level", "tensorrt"} & set(fingerprint_settings(default))
     with pytest.raises(RecipeError, match="amp_level"):
         load_recipe(write(recipe_dir, text.replace("O2", "O3")))
     # nor of the teacher stage's (the fine-tuned teacher of an earlier run stays valid)
     from distill.pipeline.runner import RunPlan
 
-    teacher = {st.key: st.settings for st in RunPlan(load_recipe(write(recipe_dir, GOOD)),
-                                                     recipe_dir / "run").stages()}["teacher"]
-    assert not {"amp", "amp_level", "tensorrt"} & set(teacher["teacher"]["labels"])
+    stages = {st.key: st.settings for st in RunPlan(load_recipe(write(recipe_dir, GOOD)),
+                                                    recipe_dir / "run").stages()}
+    assert not {"amp", "amp_level", "tensorrt"} & set(stages["teacher"]["teacher"]["labels"])
+    assert not {"amp", "amp_level", "tensorrt"} & set(stages["soft_labels"]["labels"])
