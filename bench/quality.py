@@ -5,6 +5,8 @@
         --seeds 0,1,2 --ablation ""              # what was measured on 2026-12-01 (see the table)
     python -m bench.quality --recipes recipes/movies_en/bow_from_minilm.yaml --seeds 0,1,2
     python -m bench.quality --quick              # the smoke recipe, 3 seeds, same tables
+    python -m bench.quality --name quality_msra --no-fasttext --ablation "" --recipes \
+        recipes/msra_ner/lstm_from_e5small.yaml,recipes/msra_ner/cnn_from_e5small.yaml   # NER
 
 Recipes that differ only in their students (same data, teacher, augmentation, seeds, export)
 run as one group through ``distill.run`` into ``runs/bench-quality/<group>``: the teacher is
@@ -16,6 +18,12 @@ test accuracy as mean ± std over the seeds, and the share of the teacher-plain 
 Every choice is made on dev (best epochs, early stopping, the export guard, the packaged
 student; fastText's hyper-parameters); test accuracy is only reported. Size and batch-1 latency
 of a student are those of its export the package would ship (seed 0).
+
+Token (NER, ``task: token``) recipes give the same rows through the same code, with entity F1
+(seqeval, strict) wherever sentence recipes give accuracy: teacher F1, plain and distilled
+student F1, gap recovered, and the INT8 F1 change of every export after the guard (which
+judges dev F1). A recipe with ``export.teacher: false`` has no teacher export rows. No
+fastText baseline or ablation for token recipes.
 
 fastText baselines (``bench.fasttext_baseline``; needs ``fasttext-wheel==0.9.2`` from
 ``bench/requirements.txt``, which ``make bench`` installs; ``--no-fasttext`` skips them), on each
@@ -82,6 +90,12 @@ def group_recipes(recipes: Sequence[str]) -> Dict[str, Dict]:
     return groups
 
 
+def is_token_recipe(recipe: str) -> bool:
+    import yaml
+
+    return yaml.safe_load((ROOT / recipe).read_text()).get("task") == "token"
+
+
 def run_group(group: Dict, runs: Path, seeds: Sequence[int]) -> Dict:
     import distill
 
@@ -111,22 +125,32 @@ def shipped_export(student: Dict) -> Optional[Dict]:
                                  size=lambda e: e["size_bytes"]) if ok else None
 
 
+def metric_of(report: Dict) -> str:
+    """The report's headline test metric: entity F1 for token (NER) recipes, else accuracy."""
+    return "f1" if report.get("task") == "token" else "accuracy"
+
+
+METRIC_LABEL = {"accuracy": "acc", "f1": "entity F1"}
+
+
 def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
-    teacher = report["teacher"]["test"]["accuracy"]
+    """One row per student: teacher, plain and distilled test score of the report's metric."""
+    m = metric_of(report)
+    teacher = report["teacher"]["test"][m]
     rows = []
     for s in report["students"]:
         base = (s.get("baseline") or {}).get("test", {})
         dist = s["distilled"]["test"]
         shipped = shipped_export(s) or {}
-        rows.append({"recipe": recipe, "dataset": report["dataset"]["name"],
-                     "teacher": report["teacher"]["name"], "teacher_accuracy": teacher,
+        rows.append({"recipe": recipe, "dataset": report["dataset"]["name"], "metric": m,
+                     "teacher": report["teacher"]["name"], "teacher_score": teacher,
                      "student": s["name"], "kind": s["kind"], "params": s["params"],
-                     "plain": base.get("accuracy"), "plain_std": base.get("accuracy_std"),
-                     "distilled": dist.get("accuracy"), "distilled_std": dist.get("accuracy_std"),
+                     "plain": base.get(m), "plain_std": base.get(f"{m}_std"),
+                     "distilled": dist.get(m), "distilled_std": dist.get(f"{m}_std"),
                      "gap_recovered": s.get("gap_recovered"),
                      "gap_recovered_std": s.get("gap_recovered_std"),
-                     "dev_plain": ((s.get("baseline") or {}).get("dev") or {}).get("accuracy"),
-                     "dev_distilled": (s["distilled"].get("dev") or {}).get("accuracy"),
+                     "dev_plain": ((s.get("baseline") or {}).get("dev") or {}).get(m),
+                     "dev_distilled": (s["distilled"].get("dev") or {}).get(m),
                      "export": shipped.get("format"), "size_bytes": shipped.get("size_bytes"),
                      "latency_ms_b1": shipped.get("latency_ms_b1"),
                      "seeds": report["recipe"]["seeds"]})
@@ -210,7 +234,9 @@ INT8_PAIRS = (("paddle", "paddle-int8"), ("onnx", "onnx-int8"))
 
 
 def int8_rows(report: Dict) -> List[Dict]:
-    """FP32 -> INT8 changes of every exported model of a run (students: the first seed's)."""
+    """FP32 -> INT8 changes of every exported model of a run (students: the first seed's), in the
+    report's metric (accuracy, or entity F1 for token recipes) on the test set."""
+    m = metric_of(report)
     models = [("teacher", report["teacher"]["name"], report["teacher"].get("exports") or [])]
     models += [(s["kind"], s["name"], s.get("exports") or []) for s in report["students"]]
     rows = []
@@ -220,26 +246,39 @@ def int8_rows(report: Dict) -> List[Dict]:
             a, b = by_format.get(fp32), by_format.get(int8)
             if not (a and b):
                 continue
-            acc_a, acc_b = (e["test"].get("accuracy") for e in (a, b))
+            score_a, score_b = (e["test"].get(m) for e in (a, b))
             rows.append({"dataset": report["dataset"]["name"], "model": name, "kind": kind,
-                         "runtime": fp32, "fp32_bytes": a["size_bytes"], "int8_bytes": b["size_bytes"],
-                         "size_ratio": a["size_bytes"] / b["size_bytes"],
-                         "latency_speedup_b1": a["latency_ms_b1"] / b["latency_ms_b1"],
-                         "throughput_ratio_b32": b["throughput_b32"] / a["throughput_b32"],
-                         "accuracy_change": None if None in (acc_a, acc_b) else acc_b - acc_a,
+                         "runtime": fp32, "metric": m, "fp32_bytes": a["size_bytes"],
+                         "int8_bytes": b["size_bytes"],
+                         "size_ratio": _ratio(a["size_bytes"], b["size_bytes"]),
+                         "latency_speedup_b1": _ratio(a.get("latency_ms_b1"), b.get("latency_ms_b1")),
+                         "throughput_ratio_b32": _ratio(b.get("throughput_b32"),
+                                                        a.get("throughput_b32")),
+                         "change": None if None in (score_a, score_b) else score_b - score_a,
                          "accepted": b["accepted"], "reason": b.get("reason") or ""})
     return rows
 
 
+def _ratio(num, den) -> Optional[float]:
+    return None if not num or not den else num / den
+
+
+def _x(v) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
 def int8_markdown(rows: List[Dict]) -> str:
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    change = (f"{METRIC_LABEL[metrics[0]]} change (pts)" if len(metrics) == 1
+              else "change (pts)")
     table = [[r["dataset"], r["model"], {"paddle": "Paddle Inference", "onnx": "ONNX Runtime"}[r["runtime"]],
-              f"{r['fp32_bytes'] / 2**20:.1f} → {r['int8_bytes'] / 2**20:.1f} MB",
-              f"{r['size_ratio']:.2f}×", f"{r['latency_speedup_b1']:.2f}×",
-              f"{r['throughput_ratio_b32']:.2f}×",
-              "—" if r["accuracy_change"] is None else f"{100 * r['accuracy_change']:+.2f}",
+              f"{_size(r['fp32_bytes'])} → {_size(r['int8_bytes'])}",
+              _x(r["size_ratio"]), _x(r["latency_speedup_b1"]), _x(r["throughput_ratio_b32"]),
+              ("—" if r["change"] is None else f"{100 * r['change']:+.2f}")
+              + ("" if len(metrics) == 1 else f" {METRIC_LABEL[r['metric']]}"),
               "yes" if r["accepted"] else f"no: {r['reason']}"] for r in rows]
     return md_table(["data", "model", "runtime", "size FP32 → INT8", "smaller", "faster b1",
-                     "throughput b32", "acc change (pts)", "accepted"], table)
+                     "throughput b32", change, "accepted"], table)
 
 
 # ------------------------------------------------------------------------------ output
@@ -255,7 +294,9 @@ def _params(n: int) -> str:
 
 
 def _size(n) -> str:
-    return "—" if n is None else f"{n / 2**20:.1f} MB"
+    if n is None:
+        return "—"
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 def _ms(v) -> str:
@@ -277,21 +318,37 @@ def fasttext_rows(ft: Dict) -> List[List[str]]:
     return rows
 
 
+def score_table(rows: List[Dict]) -> str:
+    """The teacher / plain / distilled table; sentence and token rows differ only in the metric."""
+    label = METRIC_LABEL[rows[0]["metric"]]
+    cells = [[r["dataset"], r["teacher"], _pm(r["teacher_score"], None), r["student"],
+              _params(r["params"]), _pm(r["plain"], r["plain_std"]),
+              _pm(r["distilled"], r["distilled_std"]),
+              _pm(r["gap_recovered"], r["gap_recovered_std"]) + (" %" if r["gap_recovered"]
+                                                                 is not None else ""),
+              f"{_size(r.get('size_bytes'))} {r.get('export') or ''}".strip(),
+              _ms(r.get("latency_ms_b1"))]
+             for r in rows]
+    return md_table(["data", "teacher", f"teacher {label} %", "student", "params", f"plain {label} %",
+                     f"distilled {label} %", "gap recovered", "size (shipped export, seed 0)",
+                     "b1 latency ms (model only)"], cells)
+
+
 def markdown(info) -> str:
-    rows = [[r["dataset"], r["teacher"], _pm(r["teacher_accuracy"], None), r["student"],
-             _params(r["params"]), _pm(r["plain"], r["plain_std"]),
-             _pm(r["distilled"], r["distilled_std"]),
-             _pm(r["gap_recovered"], r["gap_recovered_std"]) + (" %" if r["gap_recovered"]
-                                                                is not None else ""),
-             f"{_size(r.get('size_bytes'))} {r.get('export') or ''}".strip(),
-             _ms(r.get("latency_ms_b1"))]
-            for r in info["rows"]]
-    lines = [f"### Accuracy (test set, mean ± std over seeds {info['seeds']}; every choice made on dev)", "",
+    metrics = list(dict.fromkeys(r["metric"] for r in info["rows"])) or ["accuracy"]
+    title = " and ".join({"accuracy": "Accuracy", "f1": "Entity F1"}[m] for m in metrics)
+    lines = [f"### {title} (test set, mean ± std over seeds {info['seeds']}; every choice made on dev)", "",
              machine_line(info["machine"]) + (f"; load average {info['load_average_end'][0]} at the "
-                                              f"end" if info.get("load_average_end") else "") + ".", "",
-             md_table(["data", "teacher", "teacher acc %", "student", "params", "plain %",
-                       "distilled %", "gap recovered", "size (shipped export, seed 0)",
-                       "b1 latency ms (model only)"], rows)]
+                                              f"end" if info.get("load_average_end") else "") + ".", ""]
+    if "f1" in metrics:
+        lines += ["Entity F1: seqeval, strict mode of the tag scheme, micro-averaged over entity "
+                  "types, on the test rows below.", ""]
+    if info.get("sizes"):
+        lines += ["Rows used (train and dev/test may be seeded samples, see each recipe): "
+                  + "; ".join(f"{d}: train {z['train']:,}, augmented {z.get('augmented', 0):,}, "
+                              f"dev {z['dev']:,}, test {z['test']:,}"
+                              for d, z in info["sizes"].items()) + ".", ""]
+    lines += ["\n\n".join(score_table([r for r in info["rows"] if r["metric"] == m]) for m in metrics)]
     ft = [row for f in info.get("fasttext", []) for row in fasttext_rows(f)]
     if ft:
         lines += ["", "fastText baselines on the same splits and word segmentation "
@@ -305,8 +362,9 @@ def markdown(info) -> str:
     if info.get("int8"):
         lines += ["", "INT8 against FP32 in the same runtime, for every exported model (students: "
                       "seed 0; test set; 'faster b1' = FP32 / INT8 batch-1 latency, 'throughput b32' "
-                      "= INT8 / FP32; acceptance: at most 0.5 points below FP32). Sizes and accuracies "
-                      "are exact; the speed ratios come from each run's export stage, timed "
+                      "= INT8 / FP32; acceptance: at most 0.5 points below FP32 on dev, in accuracy or, "
+                      "for NER, entity F1 after the guard's FP32 retries; the change shown is on "
+                      "test). Sizes and scores are exact; the speed ratios come from each run's export stage, timed "
                       "whenever it ran (possibly beside other jobs), so bench/results/speed.md, "
                       "which times every runtime side by side, is the reference for speed:", "",
                   int8_markdown(info["int8"])]
@@ -353,8 +411,12 @@ def main(argv=None) -> int:
     runs = Path(args.runs) if args.runs else ROOT / "runs" / (
         "bench-quality-quick" if args.quick else "bench-quality")
     info = {"machine": machine(), "quick": args.quick, "seeds": seeds, "rows": [],
-            "ablation": [], "int8": [], "fasttext": [], "seconds": {}}
+            "ablation": [], "int8": [], "fasttext": [], "seconds": {}, "sizes": {}}
     print(machine_line(info["machine"]), flush=True)
+    token = [r for r in to_ablate if r and is_token_recipe(r)]
+    if token:
+        raise SystemExit(f"{', '.join(token)}: the ablation is for sentence recipes; "
+                         "pass --ablation \"\" (or sentence recipes)")
     reports, run_dirs = {}, {}
     for group in group_recipes(list(dict.fromkeys(recipes + [r for r in to_ablate if r]))).values():
         print(f"{', '.join(group['members'])}: distill.run as {group['name']} with seeds {seeds} ...",
@@ -365,6 +427,7 @@ def main(argv=None) -> int:
             reports[recipe] = recipe_report(report, students)
             run_dirs[recipe] = runs / group["name"]
         info["int8"] += int8_rows(report)
+        info["sizes"][report["dataset"]["name"]] = report["dataset"].get("sizes")
         if not args.no_fasttext and group["name"].split("-")[0] in ("movies_en", "reviews_zh"):
             from bench.fasttext_baseline import baselines
 

@@ -10,7 +10,8 @@ directory. Sections (see ``recipes/custom_tsv.yaml`` for a commented template)::
     seeds: [0]                 # student training seeds; several seeds give mean and _std
     device: auto               # auto | cpu | gpu | gpu:N
     runtime: {nproc: 1, nnodes: 1, master: HOST:PORT}   # data-parallel processes (docs/distributed.md)
-    data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format, columns, ...}
+    data: {builtin: movies_en} or {train: a.tsv, dev: b.tsv, test: c.tsv, format, columns, ...},
+          + max_train / max_dev / max_test: seeded samples of the splits (CPU budgets)
     teacher: {source: minilm-l6 | PATH | random, random: {ErnieConfig fields}, max_len,
               finetune: {enabled, max_train, train_layers, + TrainConfig fields},
               labels: {batch_size, engine: auto | onnx | paddle-inference | dygraph, amp, chunk_batches}}
@@ -101,12 +102,17 @@ class DataSpec:
     columns: Optional[Dict[str, str]] = None  # our field -> the file's column: {text_a: review}
     on_error: typing.Literal["raise", "skip"] = "raise"
     max_train: Optional[int] = None          # keep a seeded sample of this many training rows
+    max_dev: Optional[int] = _late(None)     # ... of dev rows (a CPU budget; None: all of them)
+    max_test: Optional[int] = _late(None)    # ... of test rows (say so beside every test number)
     # task: token only (CoNLL .txt/.conll or JSONL files; docs/token_tasks.md)
     scheme: typing.Literal["auto", "bio", "bioes", "bmes"] = "auto"
     unit: typing.Literal["char", "word"] = "char"   # tokens joined without / with spaces
     on_invalid: typing.Literal["raise", "repair"] = "raise"  # tags that break the scheme
 
     def recipe_check(self, where: "_Context", path: str) -> None:
+        for key in ("max_train", "max_dev", "max_test"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                where.fail(f"{path}.{key}", f"expected a number of rows >= 1, got {getattr(self, key)}")
         files = [self.train, self.dev, self.test]
         if self.builtin is None and not all(files):
             where.fail(path, "give either 'builtin' or all three of 'train', 'dev', 'test'")

@@ -322,12 +322,12 @@ class RunPlan:
             task = data.load_task(d.train, d.dev, d.test, fmt=d.format, columns=d.columns,
                                   name=self.loaded.name, on_error=d.on_error)
             name = task.name or self.loaded.name
-        train = sample_train(task.train, d.max_train)
-        for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
+        train, dev, test = sample_splits(task, d)
+        for split, rows in (("train", train), ("dev", dev), ("test", test)):
             data.write_examples(ctx.dir / f"{split}.jsonl", rows)
         self._fetch_teacher_weights()
         result = {"name": name, "labels": list(task.labels),
-                  "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
+                  "sizes": {"train": len(train), "dev": len(dev), "test": len(test)}}
         write_json(ctx.dir / "task.json", result)
         return result
 
@@ -771,6 +771,13 @@ def sample_train(train, max_train: Optional[int]) -> list:
         keep = sorted(random.Random(0).sample(range(len(train)), max_train))
         train = [train[i] for i in keep]
     return train
+
+
+def sample_splits(task, data) -> tuple:
+    """(train, dev, test) of ``task``, each a seeded sample when the recipe's ``data`` section sets
+    ``max_train`` / ``max_dev`` / ``max_test`` (``sample_train``: seed 0, file order kept)."""
+    return (sample_train(task.train, data.max_train), sample_train(task.dev, data.max_dev),
+            sample_train(task.test, data.max_test))
 
 
 def augment_sources(n: int, max_source: Optional[int], seed: int) -> List[int]:

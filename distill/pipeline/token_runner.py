@@ -19,7 +19,7 @@ import numpy as np
 from distill.core.errors import UserError
 from distill.core.io import write_json, write_text
 from distill.pipeline.runner import (SELECTION, RunPlan, _epoch_curve, _exports, augment_sources,
-                                     renumber_sources, sample_train)
+                                     renumber_sources, sample_splits)
 from distill.pipeline.stages import StageContext
 from distill.train.trainer import count_parameters
 
@@ -41,13 +41,13 @@ class TokenRunPlan(RunPlan):
         else:
             task = tokens.load_token_task(d.train, d.dev, d.test, scheme=d.scheme, unit=d.unit,
                                           name=self.loaded.name, on_invalid=d.on_invalid)
-        train = sample_train(task.train, d.max_train)
-        for split, rows in (("train", train), ("dev", task.dev), ("test", task.test)):
+        train, dev, test = sample_splits(task, d)
+        for split, rows in (("train", train), ("dev", dev), ("test", test)):
             tokens.write_token_examples(ctx.dir / f"{split}.jsonl", rows)
         self._fetch_teacher_weights()
         result = {"name": task.name, "task": "token", "labels": list(task.tags),
                   "scheme": task.scheme, "unit": task.unit,
-                  "sizes": {"train": len(train), "dev": len(task.dev), "test": len(task.test)}}
+                  "sizes": {"train": len(train), "dev": len(dev), "test": len(test)}}
         write_json(ctx.dir / "task.json", result)
         return result
 

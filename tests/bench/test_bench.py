@@ -50,8 +50,8 @@ def test_int8_rows_pair_each_runtime_with_its_fp32_export():
     assert [(r["model"], r["runtime"]) for r in rows] == [("t", "onnx"), ("bow", "paddle")]
     t, bow = rows
     assert t["size_ratio"] == 4 and t["latency_speedup_b1"] == 2 and t["throughput_ratio_b32"] == 2.5
-    assert abs(t["accuracy_change"] + 0.01) < 1e-12 and not t["accepted"]
-    assert bow["latency_speedup_b1"] == 0.5 and abs(bow["accuracy_change"] - 0.005) < 1e-12
+    assert abs(t["change"] + 0.01) < 1e-12 and not t["accepted"] and t["metric"] == "accuracy"
+    assert bow["latency_speedup_b1"] == 0.5 and abs(bow["change"] - 0.005) < 1e-12
     assert "no: drop" in quality.int8_markdown(rows)
 
 
@@ -92,3 +92,22 @@ def test_tune_variants_merge_into_the_student_spec_without_touching_it():
     assert merged == {"config": {"emb_dim": 64, "word_ngrams": [1, 3], "buckets": 30000},
                       "loss": {"terms": "soft_ce:1", "temperature": 2}, "train": {"lr": 0.002}}
     assert base["config"] == {"emb_dim": 64, "word_ngrams": [1, 2]}  # the base is left as it was
+
+
+def test_sentence_and_token_rows_share_one_shape():
+    def report(task, metric):
+        scores = {"test": {metric: 0.8, f"{metric}_std": 0.01}, "dev": {metric: 0.79}}
+        return {"task": task, "dataset": {"name": "d"}, "teacher": {"name": "t", "test": {metric: 0.9}},
+                "recipe": {"seeds": [0, 1]},
+                "students": [{"name": "s", "kind": "cnn", "params": 10, "baseline": scores,
+                              "distilled": {"test": {metric: 0.85}}, "gap_recovered": 0.5}]}
+
+    sentence = quality.recipe_rows("r", report("sentence", "accuracy"))[0]
+    token = quality.recipe_rows("r", report("token", "f1"))[0]
+    assert sentence.keys() == token.keys()
+    assert (sentence["metric"], token["metric"]) == ("accuracy", "f1")
+    assert [sentence[k] for k in ("teacher_score", "plain", "plain_std", "distilled", "dev_plain")] \
+        == [token[k] for k in ("teacher_score", "plain", "plain_std", "distilled", "dev_plain")] \
+        == [0.9, 0.8, 0.01, 0.85, 0.79]
+    with pytest.raises(SystemExit, match="ablation is for sentence recipes"):
+        quality.main(["--recipes", "recipes/smoke_token.yaml", "--ablation", "recipes/smoke_token.yaml"])

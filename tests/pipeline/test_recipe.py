@@ -150,6 +150,24 @@ def test_cli_exit_code_2_without_traceback_in_a_subprocess(recipe_dir):
     assert "students[0].colour" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_split_samples_are_checked_seeded_and_kept_out_of_old_fingerprints(recipe_dir):
+    from distill.data.examples import Task
+    from distill.pipeline.runner import RunPlan, sample_splits
+
+    with pytest.raises(RecipeError, match=r"line 6.*data\.max_dev: expected a number of rows >= 1"):
+        load_recipe(write(recipe_dir, GOOD.replace("  test: data/test.tsv\n",
+                                                   "  test: data/test.tsv\n  max_dev: 0\n")))
+    data = load_recipe(write(recipe_dir, GOOD.replace(
+        "  test: data/test.tsv\n", "  test: data/test.tsv\n  max_dev: 3\n  max_test: 50\n"))).recipe.data
+    task = Task("t", list(range(10)), list(range(100, 110)), list(range(200, 205)), labels=[])
+    train, dev, test = sample_splits(task, data)
+    assert train == task.train and test == task.test  # no max_train; max_test above the size
+    assert len(dev) == 3 and dev == sorted(dev) and set(dev) <= set(task.dev)
+    assert sample_splits(task, data)[1] == dev  # seeded
+    plain = RunPlan(load_recipe(write(recipe_dir, GOOD)), recipe_dir / "run")._data_settings()
+    assert "max_dev" not in plain["data"] and "max_test" not in plain["data"]
+
+
 def test_dict_recipe_relative_to_base_dir(recipe_dir):
     loaded = load_recipe(yaml.safe_load(GOOD), base_dir=recipe_dir)
     assert loaded.recipe.data.test == str(recipe_dir / "data" / "test.tsv")
