@@ -197,9 +197,11 @@ class ErnieModel(nn.Layer):
         return out
 
 
-class ErnieForSequenceClassification(nn.Layer):
-    """ERNIE + dropout + Linear head on the pooled vector. Output contract of every model:
-    ``logits`` (B, C) always; ``hidden_states``, ``attentions`` and ``mask`` on request."""
+class ErnieWithHead(nn.Layer):
+    """ERNIE + dropout + a Linear head on the encoder output named ``head_input``. Output contract
+    of every model: ``logits`` always; ``hidden_states``, ``attentions`` and ``mask`` on request."""
+
+    head_input = "pooled"
 
     def __init__(self, config: ErnieConfig, num_labels: int):
         super().__init__()
@@ -216,7 +218,7 @@ class ErnieForSequenceClassification(nn.Layer):
         enc = self.ernie(input_ids, token_type_ids, attention_mask,
                          output_hidden_states=output_hidden_states,
                          output_attentions=output_attentions)
-        out = {"logits": self.classifier(self.dropout(enc["pooled"]))}           # (B, C)
+        out = {"logits": self.classifier(self.dropout(enc[self.head_input]))}
         if output_hidden_states:
             out["hidden_states"] = enc["hidden_states"]
         if output_attentions:
@@ -224,6 +226,12 @@ class ErnieForSequenceClassification(nn.Layer):
         if output_hidden_states or output_attentions:
             out["mask"] = enc["mask"]
         return out
+
+
+class ErnieForSequenceClassification(ErnieWithHead):
+    """The head on the pooled vector: ``logits`` (B, C)."""
+
+    head_input = "pooled"
 
 
 def build_model(config: ErnieConfig, num_labels: int, seed: Optional[int] = None):

@@ -1,6 +1,6 @@
 """Token classification on the ERNIE encoder: the NER teacher, its fine-tuning and its logits per token.
 
-``ErnieForTokenClassification`` is ``teachers.model.ErnieModel`` + dropout + a Linear head on every
+``ErnieForTokenClassification`` is ``teachers.model.ErnieWithHead`` with its Linear head on every
 sub-token (``logits`` (B, T, C)); parameter names are PaddleNLP's (``ernie.*``, ``classifier.*``),
 so any checkpoint ``teachers.checkpoint.load_teacher`` reads gives its encoder::
 
@@ -16,41 +16,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
-import paddle.nn as nn
 
 from distill.core.errors import UserError
 from distill.core.io import read_json, write_json
-from teachers.config import ErnieConfig
-from teachers.model import ErnieModel
+from teachers.model import ErnieWithHead
 
 
-class ErnieForTokenClassification(nn.Layer):
-    """ERNIE + dropout + Linear on every sub-token. Output contract: ``logits`` (B, T, C) always;
-    ``hidden_states``, ``attentions`` and ``mask`` on request."""
+class ErnieForTokenClassification(ErnieWithHead):
+    """The head on every sub-token: ``logits`` (B, T, C)."""
 
-    def __init__(self, config: ErnieConfig, num_labels: int):
-        super().__init__()
-        if num_labels < 1:
-            raise ValueError(f"num_labels must be >= 1, got {num_labels}")
-        self.config, self.num_labels = config, num_labels
-        self.ernie = ErnieModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels, weight_attr=paddle.ParamAttr(
-            initializer=nn.initializer.TruncatedNormal(std=config.initializer_range)))
-
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
-                output_hidden_states: bool = False, output_attentions: bool = False) -> Dict:
-        enc = self.ernie(input_ids, token_type_ids, attention_mask,
-                         output_hidden_states=output_hidden_states,
-                         output_attentions=output_attentions)
-        out = {"logits": self.classifier(self.dropout(enc["sequence_output"]))}  # (B, T, C)
-        if output_hidden_states:
-            out["hidden_states"] = enc["hidden_states"]
-        if output_attentions:
-            out["attentions"] = enc["attentions"]
-        if output_hidden_states or output_attentions:
-            out["mask"] = enc["mask"]
-        return out
+    head_input = "sequence_output"
 
 
 def token_teacher(teacher, tags: Sequence[str], seed: int = 0):
