@@ -33,8 +33,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from distill.core.io import atomic_path, write_json
-from distill.text.tokenizer import (ENCODER_FILE, TokenizerError, _check_batch, _pad,
-                                    _read_meta, paddlenlp_longest_first, read_vocab_file)
+from distill.text.batch import cut_pair, pad_rows
+from distill.text.tokenizer import (ENCODER_FILE, TokenizerError, _check_batch, _read_meta,
+                                    read_vocab_file)
 
 SPIECE_UNDERLINE = "\u2581"
 # ERNIE-M splits pieces after each of these (and each CJK character).
@@ -154,12 +155,12 @@ class _VocabSentencePiece:
                 types.append([0] * len(row))
                 continue
             b = self._ids_of(texts_b[i])
-            na, nb = paddlenlp_longest_first(len(a), len(b), max_len - 2 - seps)
+            na, nb = cut_pair(len(a), len(b), max_len - 2 - seps)
             first = [cls] + a[:na] + [sep] * seps
             second = b[:nb] + [sep]
             rows.append(first + second)
             types.append([0] * len(first) + [int(self.pair_types)] * len(second))
-        return _pad(rows, types, self.pad_id)
+        return pad_rows(rows, self.pad_id, types)
 
     # -- files ----------------------------------------------------------------------------
     def _extra_files(self, directory: Path) -> Dict[str, str]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from distill.core.errors import UserError
 from distill.core.io import read_json, write_json
+from distill.text.batch import cut_pair, pad_rows
 from distill.text.vocab import SPECIALS, WordVocab
 
 TYPE = "words-ngram"
@@ -127,33 +128,17 @@ class NgramVocab:
             raise ValueError(f"texts_a has {len(texts_a)} rows but texts_b has {len(texts_b)}")
         if max_len < (3 if texts_b is not None else 1):
             raise UserError(f"max_len must be at least {3 if texts_b is not None else 1}, got {max_len}")
+        if texts_b is None:
+            return pad_rows([self._side(self.tokenize(text)[:max_len]) for text in texts_a],
+                            self.pad_id)
         rows, types = [], []
-        for i, text in enumerate(texts_a):
-            a = self.tokenize(text)
-            if texts_b is None:
-                row = self._side(a[:max_len])
-                rows.append(row)
-                types.append([0] * len(row))
-                continue
-            b = self.tokenize(texts_b[i])
-            while len(a) + len(b) + 1 > max_len:  # cut the longer side first
-                if len(a) >= len(b):
-                    a.pop()
-                else:
-                    b.pop()
-            left, right = self._side(a) + [self.sep_id], self._side(b)
+        for text_a, text_b in zip(texts_a, texts_b):
+            a, b = self.tokenize(text_a), self.tokenize(text_b)
+            na, nb = cut_pair(len(a), len(b), max_len - 1, first_on_tie=True)
+            left, right = self._side(a[:na]) + [self.sep_id], self._side(b[:nb])
             rows.append(left + right)
             types.append([0] * len(left) + [1] * len(right))
-        width = max((len(r) for r in rows), default=1)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)  # (B, T)
-        token_type_ids = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
-        attention_mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
-        for i, (row, typ) in enumerate(zip(rows, types)):
-            input_ids[i, :len(row)] = row
-            token_type_ids[i, :len(typ)] = typ
-            attention_mask[i, :len(row)] = 1
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids,
-                "attention_mask": attention_mask}
+        return pad_rows(rows, self.pad_id, types)
 
     # -- files ------------------------------------------------------------------------------
     def save(self, directory) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from distill.core.errors import UserError
 from distill.core.io import atomic_path, read_json, write_json
+from distill.text.batch import cut_pair, pad_rows
 
 ENCODER_FILE = "encoder.json"
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -43,21 +44,6 @@ def longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
     return (short, long_) if len_a <= len_b else (long_, short)
 
 
-def paddlenlp_longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:
-    """Lengths kept by PaddleNLP's longest-first truncation of a pair into ``budget`` tokens: one
-    token at a time is removed from the longer side, from the second side when they are equal."""
-    excess = len_a + len_b - budget
-    if excess <= 0:
-        return len_a, len_b
-    first = min(abs(len_a - len_b), excess)  # from the longer side until both are equal
-    if len_a > len_b:
-        len_a -= first
-    else:
-        len_b -= first
-    rest = excess - first                    # then alternately, the second side first
-    return max(len_a - rest // 2, 0), max(len_b - (rest + 1) // 2, 0)
-
-
 # PaddleNLP's BasicTokenizer splits these off as tokens of their own (after lowercasing), besides
 # punctuation: every Unicode symbol (category S*: emoji, currency, math, ...) and a few others.
 PADDLENLP_SYMBOLS = r"[\p{S}\x{00AD}\x{00B2}\x{00BA}\x{3007}\x{00B5}\x{00D8}\x{014B}\x{01B1}]"
@@ -72,17 +58,6 @@ def _check_batch(texts_a: Sequence[str], texts_b: Optional[Sequence[str]], max_l
     if max_len < specials + (1 if texts_b is None else 2):
         raise ValueError(f"max_len={max_len} leaves no room for text after {specials} special "
                          f"tokens")
-
-
-def _pad(rows: List[List[int]], types: List[List[int]], pad_id: int) -> Dict[str, np.ndarray]:
-    """Right-pad id lists to the longest row: the three (B, T) int64 arrays of the contract."""
-    width = max((len(r) for r in rows), default=0)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    type_ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, (row, typ) in enumerate(zip(rows, types)):
-        ids[i, :len(row)], type_ids[i, :len(row)], mask[i, :len(row)] = row, typ, 1
-    return {"input_ids": ids, "token_type_ids": type_ids, "attention_mask": mask}
 
 
 def read_vocab_file(path) -> List[str]:
@@ -193,7 +168,7 @@ class WordPieceTokenizer:
         """Batch-encode: ``input_ids``, ``token_type_ids``, ``attention_mask``, (B, T) int64."""
         _check_batch(texts_a, texts_b, max_len, 2 if texts_b is None else 3)
         if not len(texts_a):
-            return _pad([], [], self.pad_id)
+            return pad_rows([], self.pad_id)
         if self.paddlenlp and texts_b is not None:
             return self._encode_pairs_paddlenlp(texts_a, texts_b, max_len)
         self._tok.enable_truncation(max_len, strategy="longest_first")
@@ -213,11 +188,11 @@ class WordPieceTokenizer:
         cls, sep = self._ids[self.cls_token], self._ids[self.sep_token]
         rows, types = [], []
         for a, b in zip(side_a, side_b):
-            na, nb = paddlenlp_longest_first(len(a.ids), len(b.ids), max_len - 3)
+            na, nb = cut_pair(len(a.ids), len(b.ids), max_len - 3)
             first, second = [cls] + a.ids[:na] + [sep], b.ids[:nb] + [sep]
             rows.append(first + second)
             types.append([0] * len(first) + [1] * len(second))
-        return _pad(rows, types, self.pad_id)
+        return pad_rows(rows, self.pad_id, types)
 
     def hf_tokenizer(self, max_len: int):
         """This tokenizer as a standalone ``tokenizers.Tokenizer`` (what ``tokenizer.json``
@@ -367,7 +342,7 @@ class SentencePieceTokenizer:
             for a, b in zip(self._ids(texts_a), self._ids(texts_b)):
                 na, nb = longest_first(len(a), len(b), max_len - 4)
                 rows.append([bos] + a[:na] + [eos, eos] + b[:nb] + [eos])
-        return _pad(rows, [[0] * len(r) for r in rows], self.pad_id)
+        return pad_rows(rows, self.pad_id)
 
     def hf_tokenizer(self, max_len: int):
         """This tokenizer as a ``tokenizers.Tokenizer`` (``tokenizer.json``): a Unigram model with

@@ -39,6 +39,7 @@ import regex
 
 from distill.core.errors import UserError
 from distill.core.io import read_json, write_json, write_text
+from distill.text.batch import cut_pair, pad_rows
 from distill.text.words import detect_language as _detect_language
 from distill.text.words import split_english
 
@@ -183,33 +184,15 @@ class WordVocab:
             raise ValueError(f"texts_a has {len(texts_a)} rows but texts_b has {len(texts_b)}")
         if max_len < (3 if texts_b is not None else 1):
             raise UserError(f"max_len must be at least {3 if texts_b is not None else 1}, got {max_len}")
+        if texts_b is None:
+            return pad_rows([self.ids(text)[:max_len] for text in texts_a], self.pad_id)
         rows, types = [], []
-        for i, text in enumerate(texts_a):
-            a = self.ids(text)
-            if texts_b is None:
-                rows.append(a[:max_len])
-                continue
-            b = self.ids(texts_b[i])
-            while len(a) + len(b) + 1 > max_len:  # cut the longer side first
-                if len(a) >= len(b):
-                    a.pop()
-                else:
-                    b.pop()
-            rows.append(a + [self.sep_id] + b)
-            types.append([0] * (len(a) + 1) + [1] * len(b))
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # (B,)
-        width = int(lengths.max()) if len(rows) else 1
-        mask = np.arange(width) < lengths[:, None]  # (B, T) True on real tokens, row-major
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        input_ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
-                                      count=int(lengths.sum()))
-        token_type_ids = np.zeros((len(rows), width), dtype=np.int64)
-        if texts_b is not None:
-            token_type_ids[mask] = np.fromiter(itertools.chain.from_iterable(types),
-                                               dtype=np.int64, count=int(lengths.sum()))
-        attention_mask = mask.astype(np.int64)
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids,
-                "attention_mask": attention_mask}
+        for text_a, text_b in zip(texts_a, texts_b):
+            a, b = self.ids(text_a), self.ids(text_b)
+            na, nb = cut_pair(len(a), len(b), max_len - 1, first_on_tie=True)
+            rows.append(a[:na] + [self.sep_id] + b[:nb])
+            types.append([0] * (na + 1) + [1] * nb)
+        return pad_rows(rows, self.pad_id, types)
 
     # -- files ------------------------------------------------------------------------------
     def save(self, directory) -> None:

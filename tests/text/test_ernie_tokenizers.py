@@ -8,25 +8,26 @@ from hypothesis import given, strategies as st
 
 from distill.text.encoders import load_encoder
 from distill.text.ernie_tokenizers import ErnieMTokenizer, ErnieTinyTokenizer, read_word_dict
-from distill.text.tokenizer import TokenizerError, WordPieceTokenizer, paddlenlp_longest_first
+from distill.text.batch import cut_pair
+from distill.text.tokenizer import TokenizerError, WordPieceTokenizer
 
 TEXTS = ["今天天气不错，我们去公园散步", "The movie was GREAT 2026年", "人工智能 model [MASK] 好",
          "百度飞桨 hello world!", "ok"]
 
 
-def _loop(len_a, len_b, budget):
-    """PaddleNLP's truncation loop, literally."""
+def _loop(len_a, len_b, budget, first_on_tie):
+    """One token at a time from the longer side (PaddleNLP's loop; the word encoders' on a tie)."""
     while len_a + len_b > budget:
-        if len_a > len_b:
+        if len_a > len_b or (first_on_tie and len_a == len_b):
             len_a -= 1
         else:
             len_b -= 1
     return len_a, len_b
 
 
-@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 100))
-def test_longest_first_equals_paddlenlps_loop(len_a, len_b, budget):
-    assert paddlenlp_longest_first(len_a, len_b, budget) == _loop(len_a, len_b, budget)
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 100), st.booleans())
+def test_cut_pair_equals_the_one_token_loop(len_a, len_b, budget, first_on_tie):
+    assert cut_pair(len_a, len_b, budget, first_on_tie) == _loop(len_a, len_b, budget, first_on_tie)
 
 
 @pytest.mark.parametrize("piece, parts", [
