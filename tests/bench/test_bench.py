@@ -111,3 +111,22 @@ def test_sentence_and_token_rows_share_one_shape():
         == [0.9, 0.8, 0.01, 0.85, 0.79]
     with pytest.raises(SystemExit, match="ablation is for sentence recipes"):
         quality.main(["--recipes", "recipes/smoke_token.yaml", "--ablation", "recipes/smoke_token.yaml"])
+
+
+def test_tune_rereads_the_runs_own_training_only_when_its_settings_match(tmp_path):
+    from bench.tune import loss_text, run_result
+
+    assert loss_text({"terms": "soft_ce:0.9,hard_ce:0.1", "temperature": 2}) == \
+        "0.9*soft_ce(T=2) + 0.1*hard_ce"
+    folder = tmp_path / "distill" / "bow" / "seed1"
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text("{}")
+    (folder / "result.json").write_text(json.dumps({
+        "mode": "distilled", "seed": 1, "loss": "1*logit_mse", "dev": {"accuracy": 0.7},
+        "config": {"emb_dim": 128, "dropout": 0.0}, "train_config": {"lr": 0.002, "epochs": 6}}))
+    same = {"config": {"emb_dim": 128}, "train": {"lr": 0.002}, "loss": {"terms": "logit_mse:1"}}
+    assert run_result(tmp_path, "bow", 1, same)["dev"]["accuracy"] == 0.7
+    assert run_result(tmp_path, "bow", 0, same) is None  # another seed: not trained by the run
+    other_loss = dict(same, loss={"terms": "soft_ce:0.9,hard_ce:0.1", "temperature": 2})
+    assert run_result(tmp_path, "bow", 1, other_loss) is None
+    assert run_result(tmp_path, "bow", 1, dict(same, train={"lr": 0.003})) is None
