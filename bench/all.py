@@ -29,6 +29,14 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "quality_ngram": "python -m bench.quality --name quality_ngram --recipes "
                         "recipes/movies_en/bow_from_minilm.yaml,recipes/movies_en/ngram_from_minilm.yaml "
                         "--seeds 0,1,2 --ablation \"\"",
+       "quality_movies_en": "python -m bench.quality --name quality_movies_en --recipes "
+                            "recipes/movies_en/bow_from_minilm.yaml,recipes/movies_en/ngram_from_minilm.yaml,"
+                            "recipes/movies_en/cnn_from_minilm.yaml,recipes/movies_en/lstm_from_minilm.yaml "
+                            "--seeds 0,1,2 --ablation \"\"",
+       "tune_movies_en_bow": "python -m bench.tune --run RUN --recipe recipes/movies_en/bow_from_minilm.yaml "
+                             "--seeds 0,1,2 --variant ... --name tune_movies_en_bow (variants listed above)",
+       "tune_movies_en_ngram": "python -m bench.tune --run RUN --recipe recipes/movies_en/ngram_from_minilm.yaml "
+                               "--seeds 0,1,2 --variant ... --name tune_movies_en_ngram (variants listed above)",
        "qat": "python -m bench.qat --teacher RUN/teacher/teacher",
        "qat_minilm": "python -m bench.qat --teacher RUN/teacher/teacher --skip-tiny --name qat_minilm",
        "quality_msra": "python -m bench.quality --name quality_msra --no-fasttext --ablation \"\" "
@@ -36,7 +44,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
                        "recipes/msra_ner/cnn_from_e5small.yaml"}
 # result files in docs/benchmarks.md, in this order: every bench, then the partial runs that
 # have their own file (a few recipes, one part, one model)
-SECTIONS = BENCHES + ("scale_labelling", "quality_ngram", "quality_msra", "qat", "qat_minilm")
+SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "tune_movies_en_bow", "tune_movies_en_ngram",
+                       "quality_ngram", "quality_msra", "qat", "qat_minilm")
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:
