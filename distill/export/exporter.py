@@ -43,7 +43,7 @@ import numpy as np
 from distill.backends.onnx_runtime import DEFAULT_OP_TYPES
 from distill.backends.paddle_inference import PTQ_ALGOS
 from distill.core.errors import UserError
-from distill.core.io import write_json
+from distill.core.io import ensure_owned_dir, write_json
 from distill.core.registry import Registry
 from distill.core.runtime import usable_cores
 from distill.export.measure import (ArtifactReport, MeasureSettings, judge, measure_artifact,
@@ -477,6 +477,7 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     ``trim_texts``: the training (+ augmented) rows or texts that decide which pieces
     ``config.trim_vocab`` keeps (never the eval rows); the trimmed model is measured against the
     untrimmed one and used only if accepted (``reference["trim"]`` says what happened).
+    ``out_dir`` must be new, empty or this tool's (it replaces its own earlier artifacts there).
     """
     from tqdm import tqdm
 
@@ -485,33 +486,13 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
 
     config = config or ExportConfig()
     config.validate()
-    if isinstance(model, LoadedModel):
-        loaded = model
-    elif isinstance(model, (str, os.PathLike)):
-        loaded = load_model_dir(model)
-    else:
-        loaded = LoadedModel(model, encoder, list(labels or []), config.max_len or 128)
-    if loaded.encoder is None:
-        raise UserError("export_model: give the encoder that feeds the model")
-    if labels:
-        loaded.labels = list(labels)
+    loaded = _as_loaded(model, encoder, labels, config)
     max_len = config.max_len or loaded.max_len
     seed_everything(config.seed)
-    eval_examples = _as_examples(eval_examples)
-    calib_pool = _as_examples(calib_examples) or eval_examples
-    if not eval_examples and not calib_pool:
-        raise UserError("export_model: give eval_examples (and/or calib_examples) to measure on")
-    eval_examples = eval_examples or calib_pool
-    if config.qat_settings() is not None and "paddle-int8" in config.formats \
-            and not calib_examples:
-        raise UserError("qat trains on the training rows: give them as calib_examples "
-                        "(distill export --calib FILE); the dev rows only choose")
-    order = np.sort(np.random.default_rng(config.seed).permutation(len(calib_pool))
-                    [: config.calib_size])
-    calib = [calib_pool[i] for i in order]
+    eval_examples, calib, test_examples = _example_sets(config, eval_examples, calib_examples,
+                                                        test_examples)
     has_labels = all(e.label is not None for e in eval_examples) and bool(loaded.labels)
     label_array = to_label_ids(eval_examples, loaded.labels) if has_labels else None
-    test_examples = [e for e in _as_examples(test_examples) if e.label is not None]
     test_labels = to_label_ids(test_examples, loaded.labels) if test_examples and loaded.labels \
         else None
 
@@ -519,21 +500,15 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     if config.trim_vocab not in (None, False, "off"):
         loaded, trim_report = _trim(loaded, trim_texts, config, max_len, eval_examples,
                                     label_array)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("paddle", "paddle-int8", "onnx", "onnx-int8"):  # never mix two exports
-        shutil.rmtree(out_dir / stale, ignore_errors=True)
-    for stale in INT8_MODES:
-        shutil.rmtree(out_dir / f".paddle-int8-{stale}", ignore_errors=True)
+    out_dir = fresh_out_dir(out_dir)
     eval_batches = encode_batches(loaded.encoder, eval_examples, max_len, config.eval_batch_size)
     calib_batches = encode_batches(loaded.encoder, calib, max_len, config.calib_batch_size)
-    from distill.backends.paddle_inference import dygraph_logits
-
     test_batches = encode_batches(loaded.encoder, test_examples, max_len, config.eval_batch_size) \
         if test_labels is not None else []
-    reference_logits = dygraph_logits(loaded.model, eval_batches)
+    from distill.backends.paddle_inference import dygraph_logits
     from distill.train.metrics import classification_metrics
 
+    reference_logits = dygraph_logits(loaded.model, eval_batches)
     reference_dev = reference_test = None
     if label_array is not None:
         reference_dev = classification_metrics(label_array, reference_logits.argmax(-1))
@@ -544,9 +519,8 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
                    label_array, reference_dev, test_batches, test_labels,
                    train_examples=_as_examples(calib_examples), eval_examples=eval_examples,
                    max_len=max_len)
-    reports = []
-    for fmt in tqdm([f for f in FORMATS if f in config.formats], desc="export", unit="format"):
-        reports.append(FORMAT_STEPS.get(fmt)(ctx))
+    reports = [FORMAT_STEPS.get(fmt)(ctx) for fmt in
+               tqdm([f for f in FORMATS if f in config.formats], desc="export", unit="format")]
     encoder_dir = out_dir / "encoder"
     _save_encoder(loaded.encoder, encoder_dir)
     text_pairs = loaded.text_pairs
@@ -571,6 +545,49 @@ def export_model(model: Union[str, os.PathLike, "LoadedModel", Any], encoder: An
     write_json(out_dir / "export_report.json",
                {**result.to_dict(), "config": dataclasses.asdict(config)})
     return result
+
+
+def _as_loaded(model, encoder, labels, config: ExportConfig) -> LoadedModel:
+    """``export_model``'s ``model`` argument as a ``LoadedModel`` (``labels`` override its own)."""
+    if isinstance(model, LoadedModel):
+        loaded = model
+    elif isinstance(model, (str, os.PathLike)):
+        loaded = load_model_dir(model)
+    else:
+        loaded = LoadedModel(model, encoder, list(labels or []), config.max_len or 128)
+    if loaded.encoder is None:
+        raise UserError("export_model: give the encoder that feeds the model")
+    if labels:
+        loaded.labels = list(labels)
+    return loaded
+
+
+def _example_sets(config: ExportConfig, eval_examples, calib_examples, test_examples):
+    """(the dev rows the guard judges, the seeded calibration sample, the labelled test rows)."""
+    eval_examples = _as_examples(eval_examples)
+    calib_pool = _as_examples(calib_examples) or eval_examples
+    if not eval_examples and not calib_pool:
+        raise UserError("export_model: give eval_examples (and/or calib_examples) to measure on")
+    eval_examples = eval_examples or calib_pool
+    if config.qat_settings() is not None and "paddle-int8" in config.formats \
+            and not calib_examples:
+        raise UserError("qat trains on the training rows: give them as calib_examples "
+                        "(distill export --calib FILE); the dev rows only choose")
+    order = np.sort(np.random.default_rng(config.seed).permutation(len(calib_pool))
+                    [: config.calib_size])
+    calib = [calib_pool[i] for i in order]
+    test = [e for e in _as_examples(test_examples) if e.label is not None]
+    return eval_examples, calib, test
+
+
+def fresh_out_dir(out_dir) -> Path:
+    """``out_dir`` (new, empty or the tool's: ``ensure_owned_dir``) without an earlier export's
+    artifacts, so two exports never mix."""
+    out_dir = ensure_owned_dir(out_dir, "export folder")
+    for stale in ["paddle", "paddle-int8", "onnx", "onnx-int8"] + \
+            [f".paddle-int8-{mode}" for mode in INT8_MODES]:
+        shutil.rmtree(out_dir / stale, ignore_errors=True)
+    return out_dir
 
 
 def _trim(loaded: LoadedModel, trim_texts, config: ExportConfig, max_len: int, eval_examples,

@@ -20,7 +20,6 @@ that quantized nothing. INT8 collapses on token classification are the known fai
 #4601; static INT8 DistilBERT on CoNLL-03 F1 0.94 -> 0.10): that is what this guard catches.
 """
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -29,7 +28,7 @@ import numpy as np
 from distill.core.errors import UserError
 from distill.core.io import write_json
 from distill.export.exporter import (FORMAT_STEPS, FORMATS, ExportConfig, ExportResult,
-                                     _Context, _save_encoder, load_model_dir)
+                                     _Context, _save_encoder, fresh_out_dir, load_model_dir)
 from distill.export.measure import (ArtifactReport, _singles, artifact_size, latency_b1,
                                    numeric_reasons, throughput, verdict)
 
@@ -165,14 +164,11 @@ def export_token_model(model_dir, out_dir, *, eval_examples, test_examples=None,
     test = (_split(loaded.encoder, list(test_examples), max_len, config.eval_batch_size, tags)
             if test_examples else None)
     calib_split = _split(loaded.encoder, calib, max_len, config.calib_batch_size, tags)
-    ctx = _TokenContext(loaded, config, Path(out_dir), dev.inputs, calib_split.inputs,
+    out_dir = fresh_out_dir(out_dir)
+    ctx = _TokenContext(loaded, config, out_dir, dev.inputs, calib_split.inputs,
                         reference_logits=np.zeros((0, 0)), label_ids=None, reference_dev=None,
                         dev_split=dev, test_split=test, tags=list(tags), scheme=scheme,
                         max_f1_drop=max_f1_drop, crf=crf_of(loaded.model))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in FORMATS:
-        shutil.rmtree(out_dir / stale, ignore_errors=True)
     reference = _dygraph_runner(loaded.model)
     ctx.reference_rows = ctx.reference_logits = ctx.rows(reference, dev)
     ctx.reference_dev = ctx.entity_scores(ctx.reference_rows, dev)

@@ -258,3 +258,23 @@ def test_guard_judges_dev_and_only_reports_test(toy_sentiment, tmp_path):
         assert a.dev == b.dev and (a.accepted, a.reason) == (b.accepted, b.reason)
         assert a.test["accuracy"] > 0.9 and b.test["accuracy"] < 0.1
         assert a.details.get("accuracy_drop") == b.details.get("accuracy_drop")
+
+
+def test_export_never_adopts_or_empties_a_users_folder(toy_sentiment, tmp_path):
+    """An existing folder the tool did not make is refused before anything in it is touched;
+    a second export into the tool's own folder replaces the first one's artifacts."""
+    vocab = toy_sentiment["vocab"]
+    mine = tmp_path / "mine"
+    (mine / "onnx").mkdir(parents=True)
+    (mine / "onnx" / "notes.txt").write_text("the user's")
+    args = dict(eval_examples=toy_sentiment["test"][:16], labels=toy_sentiment["labels"],
+                config=ExportConfig(formats=["onnx"], **FAST))
+    with pytest.raises(UserError, match="not created by this tool"):
+        export_model(_model("bow", vocab.vocab_size), vocab, mine, **args)
+    assert (mine / "onnx" / "notes.txt").read_text() == "the user's"
+
+    ours = tmp_path / "ours"
+    export_model(_model("bow", vocab.vocab_size), vocab, ours, **args)
+    (ours / "onnx" / "stale.txt").write_text("from the first export")
+    export_model(_model("bow", vocab.vocab_size), vocab, ours, **args)
+    assert (ours / "onnx" / "model.onnx").exists() and not (ours / "onnx" / "stale.txt").exists()
