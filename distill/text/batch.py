@@ -4,6 +4,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from distill.core.errors import UserError
+
+
+def check_word_batch(texts_a: Sequence[str], texts_b: Optional[Sequence[str]],
+                     max_len: int) -> None:
+    """A word encoder's batch: as many ``texts_b`` as ``texts_a``; room for a word (a pair: a word
+    each and the separator)."""
+    if texts_b is not None and len(texts_b) != len(texts_a):
+        raise ValueError(f"texts_a has {len(texts_a)} rows but texts_b has {len(texts_b)}")
+    least = 1 if texts_b is None else 3
+    if max_len < least:
+        raise UserError(f"max_len must be at least {least}, got {max_len}")
+
 
 def cut_pair(len_a: int, len_b: int, budget: int, first_on_tie: bool = False) -> Tuple[int, int]:
     """Lengths kept when a pair is cut into ``budget`` tokens one token at a time from the longer

@@ -34,8 +34,8 @@ import numpy as np
 
 from distill.core.io import atomic_path, write_json
 from distill.text.batch import cut_pair, pad_rows
-from distill.text.tokenizer import (ENCODER_FILE, TokenizerError, _check_batch, _read_meta,
-                                    read_vocab_file)
+from distill.text.tokenizer import (ENCODER_FILE, TokenizerError, TokenTable, _check_batch,
+                                    _read_meta, read_vocab_file)
 
 SPIECE_UNDERLINE = "\u2581"
 # ERNIE-M splits pieces after each of these (and each CJK character).
@@ -64,7 +64,7 @@ def read_word_dict(path) -> List[str]:
     return sorted(data)
 
 
-class _VocabSentencePiece:
+class _VocabSentencePiece(TokenTable):
     """SentencePiece pieces, ids from a BERT-style vocab.txt with [CLS]/[SEP]/[PAD]/[UNK]/[MASK]."""
 
     kind = ""
@@ -105,21 +105,6 @@ class _VocabSentencePiece:
                           key=len, reverse=True)
         self._specials = set(specials)
         self._special_re = re.compile("(" + "|".join(map(re.escape, specials)) + ")")
-
-    # -- contract -------------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def pad_id(self) -> int:
-        return self._ids[self.pad_token]
-
-    def token_to_id(self, token: str) -> Optional[int]:
-        return self._ids.get(token)
-
-    def id_to_token(self, index: int) -> str:
-        return self.tokens[index]
 
     def _pieces(self, text: str) -> List[str]:
         raise NotImplementedError

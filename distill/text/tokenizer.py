@@ -88,7 +88,30 @@ def read_vocab_file(path) -> List[str]:
     return [line.rstrip("\r") for line in lines]
 
 
-class WordPieceTokenizer:
+class TokenTable:
+    """The encoder contract's look-ups for a tokenizer holding ``tokens`` (id order), ``_ids``
+    (token -> id) and ``pad_token``."""
+
+    tokens: List[str]
+    _ids: Dict[str, int]
+    pad_token: str
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def pad_id(self) -> int:
+        return self._ids[self.pad_token]
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        return self._ids.get(token)
+
+    def id_to_token(self, index: int) -> str:
+        return self.tokens[index]
+
+
+class WordPieceTokenizer(TokenTable):
     """BERT/ERNIE WordPiece on HF ``tokenizers``: BertNormalizer (clean text, CJK characters
     split one by one, optional lowercase + accent stripping) + BertPreTokenizer + WordPiece.
 
@@ -141,21 +164,6 @@ class WordPieceTokenizer:
         specials = (pad_token, unk_token, cls_token, sep_token, mask_token)
         tok.add_special_tokens([t for t in specials if t in ids])
         self._tok = tok
-
-    # -- contract -------------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def pad_id(self) -> int:
-        return self._ids[self.pad_token]
-
-    def token_to_id(self, token: str) -> Optional[int]:
-        return self._ids.get(token)
-
-    def id_to_token(self, index: int) -> str:
-        return self.tokens[index]
 
     def tokenize(self, text: str) -> List[str]:
         """WordPiece tokens of one text, without [CLS]/[SEP]."""

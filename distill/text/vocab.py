@@ -39,7 +39,7 @@ import regex
 
 from distill.core.errors import UserError
 from distill.core.io import read_json, write_json, write_text
-from distill.text.batch import cut_pair, pad_rows
+from distill.text.batch import check_word_batch, cut_pair, pad_rows
 from distill.text.words import detect_language as _detect_language
 from distill.text.words import split_english
 
@@ -180,10 +180,7 @@ class WordVocab:
     def encode(self, texts_a: List[str], texts_b: Optional[List[str]] = None,
                max_len: int = 128) -> Dict[str, np.ndarray]:
         """Encode a batch; every array is (B, T) int64, T = the longest row (<= ``max_len``)."""
-        if texts_b is not None and len(texts_b) != len(texts_a):
-            raise ValueError(f"texts_a has {len(texts_a)} rows but texts_b has {len(texts_b)}")
-        if max_len < (3 if texts_b is not None else 1):
-            raise UserError(f"max_len must be at least {3 if texts_b is not None else 1}, got {max_len}")
+        check_word_batch(texts_a, texts_b, max_len)
         if texts_b is None:
             return pad_rows([self.ids(text)[:max_len] for text in texts_a], self.pad_id)
         rows, types = [], []
