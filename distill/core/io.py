@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Type, Union
 
-from distill.core.errors import UserError
+from distill.core.errors import DataError, UserError
 
 PathLike = Union[str, os.PathLike]
 
@@ -163,6 +163,18 @@ def read_json(path: PathLike, error: Type[UserError] = UserError):
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise error(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from None
+
+
+def json_object_line(path: PathLike, line: int, text: str) -> dict:
+    """One line of a JSONL file as a JSON object; else a ``DataError`` naming the file and line."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(path, line, None, f"malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(path, line, None,
+                        f"expected a JSON object per line, found {type(obj).__name__}")
+    return obj
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:

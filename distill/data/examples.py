@@ -36,7 +36,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from distill.core.errors import DataError
-from distill.core.io import PathLike, atomic_path
+from distill.core.io import PathLike, atomic_path, json_object_line
 
 log = logging.getLogger("distill.data.examples")
 
@@ -259,14 +259,7 @@ def _read_jsonl(path, handle, cols, columns_given, labels, require_label, skip,
         if not text.strip():
             continue
         try:
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(path, line, None,
-                                f"malformed JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, line, None,
-                                f"expected a JSON object per line, found {type(obj).__name__}")
+            obj = json_object_line(path, line, text)
             for name in needed:
                 if cols[name] not in obj:
                     raise DataError(path, line, cols[name], "missing field")

@@ -33,7 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from distill.core.errors import DataError
-from distill.core.io import PathLike, atomic_path
+from distill.core.io import PathLike, atomic_path, json_object_line
 from distill.text import tags as tagging
 
 log = logging.getLogger("distill.data.tokens")
@@ -170,14 +170,7 @@ def _jsonl_sentences(path: Path, require_tags: bool
     for number, text in _lines(path):
         if not text.strip():
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(path, number, None,
-                            f"malformed JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(path, number, None,
-                            f"expected a JSON object per line, found {type(obj).__name__}")
+        obj = json_object_line(path, number, text)
         names = ("tokens", "tags") if require_tags else ("tokens",)
         for name in names:
             if name not in obj:
