@@ -142,13 +142,17 @@ def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
         base = (s.get("baseline") or {}).get("test", {})
         dist = s["distilled"]["test"]
         shipped = shipped_export(s) or {}
+        # no gap to recover when the teacher is not above the plain student (the ratio would
+        # then reward a distilled student that fell below the plain one)
+        gap_ok = None not in (teacher, base.get(m)) and teacher > base.get(m)
         rows.append({"recipe": recipe, "dataset": report["dataset"]["name"], "metric": m,
                      "teacher": report["teacher"]["name"], "teacher_score": teacher,
                      "student": s["name"], "kind": s["kind"], "params": s["params"],
                      "plain": base.get(m), "plain_std": base.get(f"{m}_std"),
                      "distilled": dist.get(m), "distilled_std": dist.get(f"{m}_std"),
-                     "gap_recovered": s.get("gap_recovered"),
-                     "gap_recovered_std": s.get("gap_recovered_std"),
+                     "gap_recovered": s.get("gap_recovered") if gap_ok else None,
+                     "gap_recovered_std": s.get("gap_recovered_std") if gap_ok else None,
+                     "gap_note": "" if gap_ok or not s.get("baseline") else "teacher not above plain",
                      "dev_plain": ((s.get("baseline") or {}).get("dev") or {}).get(m),
                      "dev_distilled": (s["distilled"].get("dev") or {}).get(m),
                      "export": shipped.get("format"), "size_bytes": shipped.get("size_bytes"),
@@ -325,7 +329,8 @@ def score_table(rows: List[Dict]) -> str:
               _params(r["params"]), _pm(r["plain"], r["plain_std"]),
               _pm(r["distilled"], r["distilled_std"]),
               _pm(r["gap_recovered"], r["gap_recovered_std"]) + (" %" if r["gap_recovered"]
-                                                                 is not None else ""),
+                                                                 is not None else "")
+              + (f" ({r['gap_note']})" if r.get("gap_note") else ""),
               f"{_size(r.get('size_bytes'))} {r.get('export') or ''}".strip(),
               _ms(r.get("latency_ms_b1"))]
              for r in rows]

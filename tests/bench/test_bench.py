@@ -130,3 +130,16 @@ def test_tune_rereads_the_runs_own_training_only_when_its_settings_match(tmp_pat
     other_loss = dict(same, loss={"terms": "soft_ce:0.9,hard_ce:0.1", "temperature": 2})
     assert run_result(tmp_path, "bow", 1, other_loss) is None
     assert run_result(tmp_path, "bow", 1, dict(same, train={"lr": 0.003})) is None
+
+
+def test_no_gap_recovered_when_the_teacher_is_not_above_the_plain_student():
+    report = {"task": "token", "dataset": {"name": "d"}, "recipe": {"seeds": [0]},
+              "teacher": {"name": "t", "test": {"f1": 0.002}},
+              "students": [{"name": "s", "kind": "lstm", "params": 10,
+                            "baseline": {"test": {"f1": 0.145}}, "distilled": {"test": {"f1": 0.043}},
+                            "gap_recovered": 0.72}]}
+    [row] = quality.recipe_rows("r", report)
+    assert row["gap_recovered"] is None and row["gap_note"] == "teacher not above plain"
+    assert "— (teacher not above plain)" in quality.score_table([row])
+    report["teacher"]["test"]["f1"] = 0.5
+    assert quality.recipe_rows("r", report)[0]["gap_recovered"] == 0.72
