@@ -291,6 +291,11 @@ def _step_paddle_int8(ctx: _Context) -> ArtifactReport:
 INT8_MODES = ("ptq", "qat", "weight-only")  # the paddle-int8 candidates with QAT on, in order
 
 
+def _candidate_dir(out_dir: Path, mode: str) -> Path:
+    """Where the ``mode`` candidate of ``paddle-int8`` is built before one is chosen."""
+    return out_dir / f".paddle-int8-{mode}"
+
+
 def _paddle_int8_candidates(ctx: _Context, out: Path, base: Dict[str, Any]) -> ArtifactReport:
     """Build and measure PTQ, QAT and weight-only INT8; keep the one ``choose_int8`` picks (on
     dev accuracy, then batch-32 throughput) in ``out``; its report lists every candidate."""
@@ -313,7 +318,7 @@ def _paddle_int8_candidates(ctx: _Context, out: Path, base: Dict[str, Any]) -> A
                 "weight-only": "paddle-inference (FP32 kernels, int8 weights)"}
     reports: Dict[str, ArtifactReport] = {}
     for mode in INT8_MODES:
-        path = out.parent / f".paddle-int8-{mode}"
+        path = _candidate_dir(out.parent, mode)
         shutil.rmtree(path, ignore_errors=True)
         try:
             info = builders[mode](path)
@@ -341,7 +346,7 @@ def _paddle_int8_candidates(ctx: _Context, out: Path, base: Dict[str, Any]) -> A
     shutil.rmtree(out, ignore_errors=True)
     os.replace(chosen.path, out)
     for m in INT8_MODES:
-        shutil.rmtree(out.parent / f".paddle-int8-{m}", ignore_errors=True)
+        shutil.rmtree(_candidate_dir(out.parent, m), ignore_errors=True)
     chosen.path = os.fspath(out)
     chosen.details["candidates"] = summary
     chosen.details["chosen"] = mode
@@ -584,9 +589,9 @@ def fresh_out_dir(out_dir) -> Path:
     """``out_dir`` (new, empty or the tool's: ``ensure_owned_dir``) without an earlier export's
     artifacts, so two exports never mix."""
     out_dir = ensure_owned_dir(out_dir, "export folder")
-    for stale in ["paddle", "paddle-int8", "onnx", "onnx-int8"] + \
-            [f".paddle-int8-{mode}" for mode in INT8_MODES]:
-        shutil.rmtree(out_dir / stale, ignore_errors=True)
+    for stale in [out_dir / fmt for fmt in FORMATS] + \
+            [_candidate_dir(out_dir, mode) for mode in INT8_MODES]:
+        shutil.rmtree(stale, ignore_errors=True)
     return out_dir
 
 
