@@ -132,6 +132,7 @@ class FinetuneSpec:
     enabled: bool = True
     max_train: Optional[int] = None          # fine-tune on a seeded sample of this many rows
     train_layers: Optional[int] = None       # train only the top N encoder layers (+ head)
+    probe_head: bool = False                 # task: token: fit the head on frozen features first
     train: Dict[str, Any] = _rest(TrainConfig)
 
 
@@ -164,10 +165,21 @@ class TeacherSpec:
     source: str = "minilm-l6"                # built-in name | checkpoint dir/file | random
     random: Dict[str, Any] = _typed(ErnieConfig, vocab_size=2)  # for `random`
     max_len: int = 128
+    # task: token only: keep the lowest N encoder layers, the token head reads layer N
+    # (teachers.token_model.keep_lower_layers); None: all of them
+    layers: Optional[int] = None
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     labels: LabelSpec = field(default_factory=LabelSpec)
 
     def recipe_check(self, where: "_Context", path: str) -> None:
+        if self.layers is not None:
+            if where.task != "token":
+                where.fail(f"{path}.layers", "only for task: token (a sentence head reads the "
+                                             "pooled top layer)")
+            if self.layers < 1:
+                where.fail(f"{path}.layers", f"must be >= 1 (got {self.layers})")
+        if self.finetune.probe_head and where.task != "token":
+            where.fail(f"{path}.finetune.probe_head", "only for task: token")
         positions = _teacher_positions(self, where.base_dir)
         if positions is not None and self.max_len > positions:
             where.fail(f"{path}.max_len", f"{self.max_len} is more than the teacher's "

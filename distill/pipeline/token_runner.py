@@ -72,6 +72,8 @@ class TokenRunPlan(RunPlan):
             teacher = self._random_token_teacher(ctx.dir, task, seed)
         else:
             teacher = tm.load_token_teacher(str(self.teacher_path() or t.source), task.tags, seed)
+        if t.layers is not None:
+            tm.keep_lower_layers(teacher, t.layers)
         ft = t.finetune
         if ft.enabled:
             rows = finetune.limit_examples(task.train, ft.max_train, seed)
@@ -79,7 +81,8 @@ class TokenRunPlan(RunPlan):
             config = trainer.TrainConfig(**{"seed": seed, "device": self.recipe.device,
                                             "eval_metric": "f1", **ft.train})
             result = tm.finetune_token_teacher(teacher, ft_task, config, ctx.dir,
-                                               max_len=t.max_len, train_layers=ft.train_layers)
+                                               max_len=t.max_len, train_layers=ft.train_layers,
+                                               probe_head=ft.probe_head)
             dev, test = result["dev"], result["test"]
             extra = {"train_examples": result["train_examples"],
                      "train_time_s": result["train_time_s"], "best_epoch": result["best_epoch"]}

@@ -68,6 +68,13 @@ def test_token_recipe_checks_kinds_and_data_against_the_task(tmp_path):
         load_recipe(recipe)
     recipe["students"] = [{"name": "a", "kind": "cnn", "config": {"num_layers": 3}}]
     assert load_recipe(recipe).recipe.task == "token"  # a tagger key, unknown to the sentence CNN
+    recipe["teacher"]["layers"] = 6
+    assert load_recipe(recipe).recipe.teacher.layers == 6
+    with pytest.raises(RecipeError, match="teacher.layers"):
+        load_recipe({**recipe, "teacher": {"source": "random", "layers": 0}})
+    with pytest.raises(RecipeError, match="only for task: token"):
+        load_recipe({"data": {"builtin": "reviews_zh"}, "students": [{"name": "a", "kind": "cnn"}],
+                     "teacher": {"source": "random", "layers": 6}})
     loaded = load_recipe(SMOKE)
     assert loaded.recipe.export.max_f1_drop == 0.5 and loaded.recipe.teacher.labels.storage == "float16"
 
