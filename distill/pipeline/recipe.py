@@ -132,7 +132,7 @@ class FinetuneSpec:
     enabled: bool = True
     max_train: Optional[int] = None          # fine-tune on a seeded sample of this many rows
     train_layers: Optional[int] = None       # train only the top N encoder layers (+ head)
-    probe_head: bool = False                 # task: token: fit the head on frozen features first
+    probe_head: bool = _late(False)          # task: token: fit the head on frozen features first
     train: Dict[str, Any] = _rest(TrainConfig)
 
 
@@ -167,7 +167,7 @@ class TeacherSpec:
     max_len: int = 128
     # task: token only: keep the lowest N encoder layers, the token head reads layer N
     # (teachers.token_model.keep_lower_layers); None: all of them
-    layers: Optional[int] = None
+    layers: Optional[int] = _late(None)
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     labels: LabelSpec = field(default_factory=LabelSpec)
 

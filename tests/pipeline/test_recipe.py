@@ -233,4 +233,7 @@ def test_label_precision_keys_checked_and_defaults_keep_fingerprints(recipe_dir)
     stages = {st.key: st.settings for st in RunPlan(load_recipe(write(recipe_dir, GOOD)),
                                                     recipe_dir / "run").stages()}
     assert not {"amp", "amp_level", "tensorrt"} & set(stages["teacher"]["teacher"]["labels"])
+    # the token-teacher keys (teacher.layers, teacher.finetune.probe_head) likewise at defaults
+    assert "layers" not in stages["teacher"]["teacher"]
+    assert "probe_head" not in stages["teacher"]["teacher"]["finetune"]
     assert not {"amp", "amp_level", "tensorrt"} & set(stages["soft_labels"]["labels"])
