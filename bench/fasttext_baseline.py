@@ -111,10 +111,12 @@ def run_baseline(train_lines, train_labels, dev_lines, dev_labels, test_lines, t
             "per_seed": per_seed, "train_rows": len(train_lines), **summary}
 
 
-def baselines(run_dir, seeds: Sequence[int], which: Sequence[str] = tuple(GRIDS)) -> Dict:
+def baselines(run_dir, seeds: Sequence[int], which: Sequence[str] = tuple(GRIDS),
+              labels_stage: str = "soft_labels") -> Dict:
     """The baselines ``which`` (gold, teacher_labelled) for one ``distill run`` folder; each is
     cached in ``RUN/fasttext/`` (gold needs only the fetch stage, teacher_labelled also the
-    augment and soft_labels stages)."""
+    augment stage and ``labels_stage``, the one the students learn from: ``ensemble`` for a
+    teacher ensemble)."""
     from distill.core.io import fingerprint, read_json, write_json
     from distill.data.examples import read_examples
     from distill.text.vocab import detect_language
@@ -133,7 +135,7 @@ def baselines(run_dir, seeds: Sequence[int], which: Sequence[str] = tuple(GRIDS)
         if name == "teacher_labelled":
             aug_path = run_dir / "augment" / "augmented.jsonl"
             augmented = read_examples(aug_path, require_label=False) if aug_path.exists() else []
-            soft = np.load(run_dir / "soft_labels" / "soft_labels.npy")
+            soft = np.load(run_dir / labels_stage / "soft_labels.npy")
             rows.update(augmented=len(augmented), soft_sum=float(np.abs(soft).sum()))
         key = fingerprint(name, sorted(seeds), GRIDS[name], FIXED, language, rows,
                           "fasttext-wheel 0.9.2")

@@ -62,7 +62,8 @@ VARIANTS = ("plain", "no augmentation", "augmentation without teacher", "full di
 def group_recipes(recipes: Sequence[str]) -> Dict[str, Dict]:
     """Merge recipes that differ only in ``name`` and ``students`` -> {group name: recipe dict}.
 
-    A group's name is its first recipe's data set and teacher, e.g. ``movies_en-minilm-l6``;
+    A group's name is its first recipe's data set and teacher(s), e.g. ``movies_en-minilm-l6``
+    (a teacher ensemble: ``movies_en-minilm-l6+e5-small``);
     ``members`` maps each recipe path to its student names.
     """
     import yaml
@@ -74,8 +75,10 @@ def group_recipes(recipes: Sequence[str]) -> Dict[str, Dict]:
         group = next((g for g in groups.values() if g["shared"] == shared
                       and g["base_dir"] == str(Path(recipe).parent)), None)
         if group is None:
-            data = raw.get("data", {})
-            name = f"{data.get('builtin') or raw['name']}-{raw.get('teacher', {}).get('source')}"
+            data, teacher = raw.get("data", {}), raw.get("teacher", {})
+            sources = "+".join(t.get("source") for t in (teacher if isinstance(teacher, list)
+                                                           else [teacher]))
+            name = f"{data.get('builtin') or raw['name']}-{sources}"
             while name in groups:
                 name += "+"
             group = groups[name] = {"name": name, "shared": shared, "students": [], "members": {},
@@ -159,6 +162,22 @@ def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
                      "latency_ms_b1": shipped.get("latency_ms_b1"),
                      "seeds": report["recipe"]["seeds"]})
     return rows
+
+
+def ensemble_rows(report: Dict) -> List[Dict]:
+    """A teacher ensemble against its members: one row per member, then the combination
+    (weights chosen on dev); [] when the report's teacher is a single model."""
+    ens = report["teacher"].get("ensemble")
+    if not ens:
+        return []
+    data = report["dataset"]["name"]
+    rows = [{"dataset": data, "teacher": m["name"], "weight": m["weight"],
+             "dev": (m.get("dev") or {}).get("accuracy"), "test": (m.get("test") or {}).get("accuracy")}
+            for m in ens["members"]]
+    return rows + [{"dataset": data, "teacher": f"ensemble ({ens['rule']}, weights chosen on "
+                                                f"{ens['chosen_on']})",
+                    "weight": None, "dev": report["teacher"]["dev"]["accuracy"],
+                    "test": report["teacher"]["test"]["accuracy"]}]
 
 
 # ------------------------------------------------------------------------------ ablation
@@ -309,7 +328,9 @@ def _ms(v) -> str:
 
 def fasttext_rows(ft: Dict) -> List[List[str]]:
     rows = []
-    for name, label in (("gold", "gold rows"), ("teacher_labelled", "teacher-labelled train + augmented")):
+    for name, label in (("gold", "gold rows"), ("teacher_labelled", f"labelled by "
+                                                  f"{ft.get('teacher', 'the teacher')}, "
+                                                  "train + augmented")):
         b = ft.get(name)
         if not b:
             continue
@@ -337,6 +358,12 @@ def score_table(rows: List[Dict]) -> str:
     return md_table(["data", "teacher", f"teacher {label} %", "student", "params", f"plain {label} %",
                      f"distilled {label} %", "gap recovered", "size (shipped export, seed 0)",
                      "b1 latency ms (model only)"], cells)
+
+
+def ensemble_markdown(rows: List[Dict]) -> str:
+    return md_table(["data", "teacher", "weight", "dev acc %", "test acc %"],
+                    [[r["dataset"], r["teacher"], "—" if r["weight"] is None else f"{r['weight']:.1f}",
+                      _pm(r["dev"], None), _pm(r["test"], None)] for r in rows])
 
 
 def markdown(info) -> str:
@@ -373,6 +400,10 @@ def markdown(info) -> str:
                       "whenever it ran (possibly beside other jobs), so bench/results/speed.md, "
                       "which times every runtime side by side, is the reference for speed:", "",
                   int8_markdown(info["int8"])]
+    if info.get("ensembles"):
+        lines += ["", "Teacher ensembles: each member and their weighted combination (the weights, "
+                      "a grid over the members, are chosen by dev accuracy), on the rows of the "
+                      "table above:", "", ensemble_markdown(info["ensembles"])]
     for ab in info["ablation"]:
         lines += ["", f"Ablation, {ab['student']} on {ab['recipe']} ({ab['train_rows']} training "
                       f"rows, {ab['augmented_rows']} augmented; teacher "
@@ -416,7 +447,7 @@ def main(argv=None) -> int:
     runs = Path(args.runs) if args.runs else ROOT / "runs" / (
         "bench-quality-quick" if args.quick else "bench-quality")
     info = {"machine": machine(), "quick": args.quick, "seeds": seeds, "rows": [],
-            "ablation": [], "int8": [], "fasttext": [], "seconds": {}, "sizes": {}}
+            "ablation": [], "int8": [], "fasttext": [], "ensembles": [], "seconds": {}, "sizes": {}}
     print(machine_line(info["machine"]), flush=True)
     token = [r for r in to_ablate if r and is_token_recipe(r)]
     if token:
@@ -432,12 +463,19 @@ def main(argv=None) -> int:
             reports[recipe] = recipe_report(report, students)
             run_dirs[recipe] = runs / group["name"]
         info["int8"] += int8_rows(report)
+        info["ensembles"] += ensemble_rows(report)
         info["sizes"][report["dataset"]["name"]] = report["dataset"].get("sizes")
         if not args.no_fasttext and group["name"].split("-")[0] in ("movies_en", "reviews_zh"):
             from bench.fasttext_baseline import baselines
 
+            dataset, ensemble = report["dataset"]["name"], "ensemble" in report["teacher"]
+            done = any(f["dataset"] == dataset and f.get("gold") for f in info["fasttext"])
             print(f"{group['name']}: fastText baselines ...", flush=True)
-            info["fasttext"].append(baselines(runs / group["name"], seeds))
+            info["fasttext"].append(dict(
+                baselines(runs / group["name"], seeds,
+                          which=("teacher_labelled",) if done else ("gold", "teacher_labelled"),
+                          labels_stage="ensemble" if ensemble else "soft_labels"),
+                teacher=report["teacher"]["name"]))
     for recipe in recipes:
         info["rows"] += recipe_rows(recipe, reports[recipe])
     for recipe in [r for r in to_ablate if r]:

@@ -35,6 +35,23 @@ def test_a_changed_setting_or_a_name_clash_splits_or_stops(tmp_path, monkeypatch
         quality.group_recipes(["r/bow.yaml", "r/bow.yaml"])
 
 
+def test_an_ensemble_recipe_is_its_own_group_and_its_members_get_rows():
+    [group] = quality.group_recipes(["recipes/movies_en/bow_from_ensemble.yaml"]).values()
+    assert group["name"] == "movies_en-minilm-l6+e5-small"
+    member = lambda name, w, dev, test: {"name": name, "weight": w, "dev": {"accuracy": dev},
+                                         "test": {"accuracy": test}}
+    report = {"dataset": {"name": "movies_en"},
+              "teacher": {"name": "a + b", "dev": {"accuracy": 0.8}, "test": {"accuracy": 0.85},
+                          "ensemble": {"rule": "logits", "chosen_on": "dev",
+                                       "members": [member("a", 0.7, 0.78, 0.84),
+                                                   member("b", 0.3, 0.75, 0.8)]}}}
+    rows = quality.ensemble_rows(report)
+    assert [(r["teacher"], r["weight"], r["test"]) for r in rows] == [
+        ("a", 0.7, 0.84), ("b", 0.3, 0.8), ("ensemble (logits, weights chosen on dev)", None, 0.85)]
+    assert quality.ensemble_rows({"teacher": {"name": "a"}}) == []
+    assert "| movies_en | b | 0.3 | 75.0 | 80.0 |" in quality.ensemble_markdown(rows)
+
+
 def test_int8_rows_pair_each_runtime_with_its_fp32_export():
     def export(fmt, size, ms, tput, acc, accepted=True):
         return {"format": fmt, "size_bytes": size, "latency_ms_b1": ms, "throughput_b32": tput,
