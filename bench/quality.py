@@ -63,7 +63,7 @@ def group_recipes(recipes: Sequence[str]) -> Dict[str, Dict]:
     """Merge recipes that differ only in ``name`` and ``students`` -> {group name: recipe dict}.
 
     A group's name is its first recipe's data set and teacher(s), e.g. ``movies_en-minilm-l6``
-    (a teacher ensemble: ``movies_en-minilm-l6+e5-small``);
+    (a teacher ensemble: ``movies_en-minilm-l6_e5-small``);
     ``members`` maps each recipe path to its student names.
     """
     import yaml
@@ -76,11 +76,11 @@ def group_recipes(recipes: Sequence[str]) -> Dict[str, Dict]:
                       and g["base_dir"] == str(Path(recipe).parent)), None)
         if group is None:
             data, teacher = raw.get("data", {}), raw.get("teacher", {})
-            sources = "+".join(t.get("source") for t in (teacher if isinstance(teacher, list)
+            sources = "_".join(t.get("source") for t in (teacher if isinstance(teacher, list)
                                                            else [teacher]))
-            name = f"{data.get('builtin') or raw['name']}-{sources}"
-            while name in groups:
-                name += "+"
+            base = name = f"{data.get('builtin') or raw['name']}-{sources}"
+            while name in groups:  # a run folder each (names: recipe name rules, no '+')
+                name = f"{base}-{sum(g.startswith(base) for g in groups) + 1}"
             group = groups[name] = {"name": name, "shared": shared, "students": [], "members": {},
                                     "base_dir": str(Path(recipe).parent)}
         names = [s["name"] for s in raw["students"]]

@@ -29,6 +29,7 @@ def test_a_changed_setting_or_a_name_clash_splits_or_stops(tmp_path, monkeypatch
     groups = quality.group_recipes(["r/bow.yaml", "r/cnn.yaml", "r/cnn9.yaml"])
     assert [list(g["members"]) for g in groups.values()] == [["r/bow.yaml", "r/cnn.yaml"],
                                                            ["r/cnn9.yaml"]]
+    assert list(groups) == ["movies_en-minilm-l6", "movies_en-minilm-l6-2"]  # run folder names
     report = {"students": [{"name": "bow"}, {"name": "cnn"}]}
     assert quality.recipe_report(report, ["cnn"])["students"] == [{"name": "cnn"}]
     with pytest.raises(SystemExit, match="already used"):
@@ -37,7 +38,7 @@ def test_a_changed_setting_or_a_name_clash_splits_or_stops(tmp_path, monkeypatch
 
 def test_an_ensemble_recipe_is_its_own_group_and_its_members_get_rows():
     [group] = quality.group_recipes(["recipes/movies_en/bow_from_ensemble.yaml"]).values()
-    assert group["name"] == "movies_en-minilm-l6+e5-small"
+    assert group["name"] == "movies_en-minilm-l6_e5-small"
     member = lambda name, w, dev, test: {"name": name, "weight": w, "dev": {"accuracy": dev},
                                          "test": {"accuracy": test}}
     report = {"dataset": {"name": "movies_en"},
