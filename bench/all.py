@@ -43,10 +43,13 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
                              "recipes/reviews_zh/bow_from_e5small.yaml --seeds 0,1,2 --ablation \"\"",
        "quality_msra": "python -m bench.quality --name quality_msra --no-fasttext --ablation \"\" "
                        "--recipes recipes/msra_ner/lstm_from_e5small.yaml,"
-                       "recipes/msra_ner/cnn_from_e5small.yaml"}
+                       "recipes/msra_ner/cnn_from_e5small.yaml,recipes/msra_ner/tiny_from_e5small.yaml",
+       "quality_ensemble": "python -m bench.quality --name quality_ensemble --ablation \"\" --recipes "
+                           "recipes/movies_en/bow_from_minilm.yaml,recipes/movies_en/bow_from_ensemble.yaml "
+                           "--seeds 0,1,2"}
 # result files in docs/benchmarks.md, in this order: every bench, then the partial runs that
 # have their own file (a few recipes, one part, one model)
-SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh",
+SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh", "quality_ensemble",
                        "tune_movies_en_bow", "tune_movies_en_ngram", "quality_ngram", "quality_msra",
                        "qat", "qat_minilm")
 
