@@ -260,7 +260,10 @@ def int8_rows(report: Dict) -> List[Dict]:
     """FP32 -> INT8 changes of every exported model of a run (students: the first seed's), in the
     report's metric (accuracy, or entity F1 for token recipes) on the test set."""
     m = metric_of(report)
-    models = [("teacher", report["teacher"]["name"], report["teacher"].get("exports") or [])]
+    teacher = report["teacher"]
+    # an ensemble's export/teacher stage exports its first member
+    exported = teacher["ensemble"]["members"][0]["name"] if teacher.get("ensemble") else teacher["name"]
+    models = [("teacher", exported, teacher.get("exports") or [])]
     models += [(s["kind"], s["name"], s.get("exports") or []) for s in report["students"]]
     rows = []
     for kind, name, exports in models:

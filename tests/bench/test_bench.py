@@ -50,6 +50,9 @@ def test_an_ensemble_recipe_is_its_own_group_and_its_members_get_rows():
     assert [(r["teacher"], r["weight"], r["test"]) for r in rows] == [
         ("a", 0.7, 0.84), ("b", 0.3, 0.8), ("ensemble (logits, weights chosen on dev)", None, 0.85)]
     assert quality.ensemble_rows({"teacher": {"name": "a"}}) == []
+    export = lambda fmt: {"format": fmt, "size_bytes": 4, "test": {"accuracy": 0.8}, "accepted": True}
+    report["teacher"]["exports"] = [export("onnx"), export("onnx-int8")]
+    assert [r["model"] for r in quality.int8_rows(dict(report, students=[]))] == ["a"]  # member 1
     assert "| movies_en | b | 0.3 | 75.0 | 80.0 |" in quality.ensemble_markdown(rows)
 
 
