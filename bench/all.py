@@ -40,7 +40,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "qat": "python -m bench.qat --teacher RUN/teacher/teacher",
        "qat_minilm": "python -m bench.qat --teacher RUN/teacher/teacher --skip-tiny --name qat_minilm",
        "quality_reviews_zh": "python -m bench.quality --name quality_reviews_zh --recipes "
-                             "recipes/reviews_zh/bow_from_e5small.yaml --seeds 0,1,2 --ablation \"\"",
+                             "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml "
+                             "--seeds 0,1,2 --ablation \"\"",
        "quality_msra": "python -m bench.quality --name quality_msra --no-fasttext --ablation \"\" "
                        "--recipes recipes/msra_ner/lstm_from_e5small.yaml,"
                        "recipes/msra_ner/cnn_from_e5small.yaml,recipes/msra_ner/tiny_from_e5small.yaml",
