@@ -4,20 +4,26 @@ The runner assembles the dict (see ``distill/runner.py``); this module only aggr
 and renders. Accuracies are fractions in [0, 1]. With several seeds every metric holds the mean
 and a ``NAME_std`` sibling holds the (population) standard deviation over the seeds.
 
-Plots (matplotlib, Agg backend, no display needed):
+Plots (matplotlib, Agg backend, no display needed), in the report's metric (``score_key``:
+accuracy, or entity F1 for token tasks, whose files start ``f1_`` instead of ``accuracy_``):
 
 * ``plots/accuracy_vs_latency.png`` — test accuracy against batch-1 latency (log axis) for the
   teacher and every exported artifact; plain students sit at their FP32 latency.
 * ``plots/accuracy_vs_size.png`` — test accuracy against file size (log axis).
-* ``plots/curves_<student>.png`` — dev accuracy and training loss per epoch, plain vs distilled.
+* ``plots/curves_<student>.png`` — dev score and training loss per epoch, plain vs distilled.
 """
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from distill.core.io import atomic_path, write_json, write_text
 
-PLOT_FILES = ("accuracy_vs_latency.png", "accuracy_vs_size.png")
+SCORE_WORDS = {"accuracy": "accuracy", "f1": "entity F1"}  # report metric -> axis words
+
+
+def score_key(report: dict) -> str:
+    """The report's headline metric: ``f1`` (entity F1) for token tasks, else ``accuracy``."""
+    return "f1" if report.get("task") == "token" else "accuracy"
 
 
 # -------------------------------------------------------------------------------- numbers
@@ -197,13 +203,13 @@ def _save(plt, fig, path: Path) -> None:
 _MARKERS = {"paddle": "s", "paddle-int8": "D", "onnx": "o", "onnx-int8": "^"}
 
 
-def _points(report: dict, x_key: str):
-    """(label, x, accuracy, kind) for the teacher, every export, and the plain students."""
+def _points(report: dict, x_key: str, metric: str):
+    """(label, x, test score, kind) for the teacher, every export, and the plain students."""
     pts = []
     t = report["teacher"]
-    t_acc = (t.get("test") or {}).get("accuracy")
+    t_acc = (t.get("test") or {}).get(metric)
     for e in t.get("exports", []):
-        acc = (e.get("test") or {}).get("accuracy", t_acc)
+        acc = (e.get("test") or {}).get(metric, t_acc)
         if e.get(x_key) and acc is not None:
             pts.append((f"teacher {e['format']}", e[x_key], acc, "teacher", e["format"], True))
     if not t.get("exports") and t.get(x_key) and t_acc is not None:
@@ -211,20 +217,21 @@ def _points(report: dict, x_key: str):
     for s in report["students"]:
         fp32 = None
         for e in s.get("exports", []):
-            acc = (e.get("test") or {}).get("accuracy")
+            acc = (e.get("test") or {}).get(metric)
             if e.get(x_key) and acc is not None:
                 pts.append((f"{s['name']} {e['format']}", e[x_key], acc, s["name"], e["format"],
                             bool(e.get("accepted"))))
                 if e["format"] in ("onnx", "paddle") and fp32 is None:
                     fp32 = e[x_key]
-        plain = ((s.get("baseline") or {}).get("test") or {}).get("accuracy")
+        plain = ((s.get("baseline") or {}).get("test") or {}).get(metric)
         if fp32 and plain is not None:
             pts.append((f"{s['name']} plain", fp32, plain, s["name"], "plain", True))
     return pts
 
 
 def _scatter_plot(report: dict, x_key: str, xlabel: str, title: str, path: Path, scale=1.0) -> bool:
-    pts = _points(report, x_key)
+    metric = score_key(report)
+    pts = _points(report, x_key, metric)
     if not pts:
         return False
     plt, fig, ax = _figure()
@@ -247,7 +254,7 @@ def _scatter_plot(report: dict, x_key: str, xlabel: str, title: str, path: Path,
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test {SCORE_WORDS[metric]} (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     xs = [p[1] * scale for p in pts]
@@ -256,30 +263,33 @@ def _scatter_plot(report: dict, x_key: str, xlabel: str, title: str, path: Path,
     pad = max(1.0, (max(ys) - min(ys)) * 0.15)
     ax.set_ylim(min(ys) - pad, max(ys) + pad)
     what = "latency" if x_key.startswith("latency") else "size"
-    ax.text(0.01, 0.01, f"hollow: rejected by the accuracy guard · plain students at their FP32 {what}",
+    ax.text(0.01, 0.01, f"hollow: rejected by the {SCORE_WORDS[metric]} guard · plain students at "
+                        f"their FP32 {what}",
             transform=ax.transAxes, fontsize=7, alpha=0.7)
     _save(plt, fig, path)
     return True
 
 
-def plot_curves(name: str, curves: Dict[str, List[dict]], path: Path) -> bool:
-    """Dev accuracy and train loss per epoch for each training run of a student."""
+def plot_curves(name: str, curves: Dict[str, List[dict]], path: Path,
+                metric: str = "accuracy") -> bool:
+    """Dev score (``metric``) and train loss per epoch for each training run of a student."""
     if not any(curves.values()):
         return False
+    words = SCORE_WORDS[metric]
     plt, fig, ax = _figure()
     ax2 = ax.twinx()
     for i, (role, records) in enumerate(curves.items()):
         color = plt.cm.tab10(i)
-        rows = [r for r in records if r.get("dev_accuracy") is not None]
+        rows = [r for r in records if r.get("dev") is not None]
         if rows:
-            ax.plot([r["epoch"] for r in rows], [100 * r["dev_accuracy"] for r in rows], "-o",
-                    color=color, label=f"{role}: dev accuracy")
+            ax.plot([r["epoch"] for r in rows], [100 * r["dev"] for r in rows], "-o",
+                    color=color, label=f"{role}: dev {words}")
         rows = [r for r in records if r.get("train_loss") is not None]
         if rows:
             ax2.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "--",
                      color=color, alpha=0.7, label=f"{role}: train loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("dev accuracy (%)")
+    ax.set_ylabel(f"dev {words} (%)")
     ax2.set_ylabel("train loss (dashed; each run's own loss)")
     ax.set_title(f"training curves: {name}")
     ax.grid(True, alpha=0.3)
@@ -294,25 +304,34 @@ def plot_curves(name: str, curves: Dict[str, List[dict]], path: Path) -> bool:
     return True
 
 
-def write_report(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List[dict]]]] = None) -> dict:
-    """Write ``report.json``, ``report.md`` and ``plots/*.png`` into ``out_dir``; return the dict.
+def write_plots(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List[dict]]]] = None) -> List[str]:
+    """Write ``plots/*.png`` into ``out_dir`` in the report's metric; return their file names.
 
     ``curves`` maps student name -> {"plain": records, "distilled": records}, where records are
-    per-epoch dicts with ``epoch`` and optionally ``dev_accuracy`` and ``train_loss``.
+    per-epoch dicts with ``epoch`` and optionally ``dev`` (the dev score) and ``train_loss``.
     """
-    out = Path(out_dir)
-    plots = out / "plots"
+    plots = Path(out_dir) / "plots"
+    metric = score_key(report)
+    words = SCORE_WORDS[metric]
     made = []
-    if _scatter_plot(report, "latency_ms_b1", "latency at batch 1 (ms, log scale)",
-                     "accuracy vs. batch-1 latency", plots / PLOT_FILES[0]):
-        made.append(PLOT_FILES[0])
-    if _scatter_plot(report, "size_bytes", "file size (MB, log scale)", "accuracy vs. size",
-                     plots / PLOT_FILES[1], scale=1 / 2 ** 20):
-        made.append(PLOT_FILES[1])
+    for x_key, xlabel, what, scale in (("latency_ms_b1", "latency at batch 1 (ms, log scale)",
+                                        "batch-1 latency", 1.0),
+                                       ("size_bytes", "file size (MB, log scale)", "size", 1 / 2 ** 20)):
+        name = f"{metric}_vs_{what.split()[-1]}.png"
+        if _scatter_plot(report, x_key, xlabel, f"{words} vs. {what}", plots / name, scale=scale):
+            made.append(name)
     for name, runs in (curves or {}).items():
-        if plot_curves(name, runs, plots / f"curves_{name}.png"):
+        if plot_curves(name, runs, plots / f"curves_{name}.png", metric):
             made.append(f"curves_{name}.png")
-    report = dict(report, plots=made)
+    return made
+
+
+def write_report(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List[dict]]]] = None,
+                 render: Callable[[dict], str] = None) -> dict:
+    """Write ``report.json``, ``report.md`` (``render``, default ``render_markdown``) and
+    ``plots/*.png`` (``write_plots``) into ``out_dir``; return the dict with its ``plots``."""
+    out = Path(out_dir)
+    report = dict(report, plots=write_plots(report, out, curves))
     write_json(out / "report.json", report)
-    write_text(out / "report.md", render_markdown(report))
+    write_text(out / "report.md", (render or render_markdown)(report))
     return report

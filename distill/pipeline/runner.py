@@ -706,8 +706,8 @@ def _exports(result: Optional[dict]) -> List[dict]:
     return out
 
 
-def _epoch_curve(stage_dir: Path) -> List[dict]:
-    """Per-epoch records of the trainer's metrics.jsonl: epoch, train_loss, dev_accuracy."""
+def _epoch_curve(stage_dir: Path, metric: str = "accuracy") -> List[dict]:
+    """Per-epoch records of the trainer's metrics.jsonl: epoch, train_loss, dev (its ``metric``)."""
     path = stage_dir / "train" / "metrics.jsonl"
     if not path.exists():
         return []
@@ -716,7 +716,7 @@ def _epoch_curve(stage_dir: Path) -> List[dict]:
         rec = json.loads(line)
         if rec.get("type") == "epoch":
             rows.append({"epoch": rec["epoch"], "train_loss": rec.get("train_loss"),
-                         "dev_accuracy": (rec.get("dev") or {}).get("accuracy")})
+                         "dev": (rec.get("dev") or {}).get(metric)})
     return rows
 
 

@@ -8,7 +8,7 @@ stage does: CoNLL/JSONL token files (``distill.data.tokens``), a token teacher
 (``distill.data.augment.tokens``), per-token soft labels (``teachers.token_soft_labels``,
 ``teacher.labels.storage``), taggers (``students.train_tokens``), export guarded on entity F1
 (``export.max_f1_drop`` points) and a package that predicts spans. ``report.md`` gives entity
-precision/recall/F1 where sentence recipes give accuracy (no plots yet for token recipes).
+precision/recall/F1 where sentence recipes give accuracy, the plots included.
 """
 import dataclasses
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import List
 import numpy as np
 
 from distill.core.errors import UserError
-from distill.core.io import write_json, write_text
+from distill.core.io import write_json
 from distill.pipeline.runner import (SELECTION, RunPlan, _epoch_curve, _exports, augment_sources,
                                      renumber_sources, sample_splits)
 from distill.pipeline.stages import StageContext
@@ -246,9 +246,10 @@ class TokenRunPlan(RunPlan):
 
     # ------------------------------------------------------------------------- report
     def report(self, ctx: StageContext) -> dict:
-        report = self.build_report(ctx)
-        write_json(self.run_dir / "report.json", report)
-        write_text(self.run_dir / "report.md", render_token_markdown(report))
+        from distill.pipeline.report import write_report
+
+        report, curves = self.build_report(ctx)
+        write_report(report, self.run_dir, curves, render=render_token_markdown)
         return {"report": "report.json"}
 
     def build_report(self, ctx: StageContext):
@@ -274,6 +275,7 @@ class TokenRunPlan(RunPlan):
             "selection": SELECTION,
             "stage_seconds": {k: round(v, 3) for k, v in ctx.seconds.items()},
         }
+        curves = {}
         for s in self.recipe.students:
             plain = ([ctx.result(f"baseline/{s.name}/seed{k}") for k in self.seeds]
                      if s.baseline else [])
@@ -289,9 +291,11 @@ class TokenRunPlan(RunPlan):
             if len(self.seeds) > 1:
                 entry["gap_recovered_std"] = gap_std
             entry["exports"] = _token_exports(ctx.results.get(f"export/{s.name}"))
-            entry["curve"] = _epoch_curve(ctx.dep_dir(f"distill/{s.name}/seed{self.seeds[0]}"))
             report["students"].append(entry)
-        return report
+            stages = (("plain", "baseline"),) * bool(s.baseline) + (("distilled", "distill"),)
+            curves[s.name] = {role: _epoch_curve(ctx.dep_dir(f"{stage}/{s.name}/seed{self.seeds[0]}"),
+                                                 "f1") for role, stage in stages}
+        return report, curves
 
 
 def _entity(metrics) -> dict:
@@ -356,4 +360,6 @@ def render_token_markdown(report: dict) -> str:
                       "training tokens."]
     if report.get("package"):
         lines += ["", f"Package: `{report['package']}`"]
+    if report.get("plots"):
+        lines += ["", "## Plots", ""] + [f"![{name}](plots/{name})" for name in report["plots"]]
     return "\n".join(lines) + "\n"

@@ -49,10 +49,10 @@ def test_gap_recovered():
 
 
 def test_write_report_files_and_plots(tmp_path):
-    curves = {"bow": {"plain": [{"epoch": 1, "dev_accuracy": 0.6, "train_loss": 0.7},
-                                {"epoch": 2, "dev_accuracy": 0.7, "train_loss": 0.5}],
-                      "distilled": [{"epoch": 1, "dev_accuracy": 0.7, "train_loss": 0.3},
-                                    {"epoch": 2, "dev_accuracy": 0.8, "train_loss": 0.2}]}}
+    curves = {"bow": {"plain": [{"epoch": 1, "dev": 0.6, "train_loss": 0.7},
+                                {"epoch": 2, "dev": 0.7, "train_loss": 0.5}],
+                      "distilled": [{"epoch": 1, "dev": 0.7, "train_loss": 0.3},
+                                    {"epoch": 2, "dev": 0.8, "train_loss": 0.2}]}}
     out = write_report(sample_report(), tmp_path, curves)
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["students"][0]["gap_recovered"] == 0.5
@@ -63,6 +63,23 @@ def test_write_report_files_and_plots(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| bow (distilled) | bow |" in md and "80.00" in md and "50.00 %" in md
     assert "accuracy drop 5.00 > 0.50 points" in md and "![accuracy_vs_latency.png]" in md
+
+
+def test_token_reports_plot_entity_f1(tmp_path):
+    from distill.pipeline import report as rep
+
+    export = lambda fmt, f1: {"format": fmt, "latency_ms_b1": 2.0, "size_bytes": 2 ** 20,
+                              "test": {"f1": f1}, "accepted": True}
+    report = {"task": "token", "teacher": {"test": {"f1": 0.6}, "exports": []},
+              "students": [{"name": "lstm", "exports": [export("onnx", 0.5), export("onnx-int8", 0.49)],
+                            "baseline": {"test": {"f1": 0.4}}}]}
+    assert rep.score_key(report) == "f1" and rep.score_key({"teacher": {}}) == "accuracy"
+    points = rep._points(report, "latency_ms_b1", "f1")
+    assert [(p[0], p[2]) for p in points] == [("lstm onnx", 0.5), ("lstm onnx-int8", 0.49),
+                                             ("lstm plain", 0.4)]
+    curves = {"lstm": {"distilled": [{"epoch": 1, "dev": 0.3, "train_loss": 1.0}]}}
+    assert rep.write_plots(report, tmp_path, curves) == ["f1_vs_latency.png", "f1_vs_size.png",
+                                                          "curves_lstm.png"]
 
 
 def test_markdown_without_exports_or_package():

@@ -33,7 +33,11 @@ def test_smoke_token_recipe_runs_and_its_package_predicts_spans(tmp_path):
     assert lstm["distilled"]["test"]["f1"] > 0.3 and lstm["baseline"]["test"]["f1"] is not None
     assert {e["format"] for e in lstm["exports"]} == {"onnx", "onnx-int8"}
     assert all(e["f1_drop_points"] is not None for e in lstm["exports"])
-    assert "| F1 |" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "| F1 |" in md and "![f1_vs_latency.png](plots/f1_vs_latency.png)" in md
+    assert report["plots"] == ["f1_vs_latency.png", "f1_vs_size.png"] + [
+        f"curves_{s['name']}.png" for s in report["students"]]
+    assert all((tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in report["plots"])
     package = report["package"]
     code = ("import json, sys\n"
             "from distill.serve.predict import load_package\n"
