@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, write_results
+from distill.pipeline.report import score_key
 
 KINDS = ("bow", "ngram", "cnn", "lstm", "tiny")
 RECIPES = [f"recipes/movies_en/{k}_from_minilm.yaml" for k in KINDS] + \
@@ -128,17 +129,12 @@ def shipped_export(student: Dict) -> Optional[Dict]:
                                  size=lambda e: e["size_bytes"]) if ok else None
 
 
-def metric_of(report: Dict) -> str:
-    """The report's headline test metric: entity F1 for token (NER) recipes, else accuracy."""
-    return "f1" if report.get("task") == "token" else "accuracy"
-
-
 METRIC_LABEL = {"accuracy": "acc", "f1": "entity F1"}
 
 
 def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
     """One row per student: teacher, plain and distilled test score of the report's metric."""
-    m = metric_of(report)
+    m = score_key(report)  # entity F1 for token (NER) recipes, else accuracy
     teacher = report["teacher"]["test"][m]
     rows = []
     for s in report["students"]:
@@ -259,7 +255,7 @@ INT8_PAIRS = (("paddle", "paddle-int8"), ("onnx", "onnx-int8"))
 def int8_rows(report: Dict) -> List[Dict]:
     """FP32 -> INT8 changes of every exported model of a run (students: the first seed's), in the
     report's metric (accuracy, or entity F1 for token recipes) on the test set."""
-    m = metric_of(report)
+    m = score_key(report)  # entity F1 for token (NER) recipes, else accuracy
     teacher = report["teacher"]
     # an ensemble's export/teacher stage exports its first member
     exported = teacher["ensemble"]["members"][0]["name"] if teacher.get("ensemble") else teacher["name"]
