@@ -314,10 +314,10 @@ def write_plots(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List
     metric = score_key(report)
     words = SCORE_WORDS[metric]
     made = []
-    for x_key, xlabel, what, scale in (("latency_ms_b1", "latency at batch 1 (ms, log scale)",
-                                        "batch-1 latency", 1.0),
-                                       ("size_bytes", "file size (MB, log scale)", "size", 1 / 2 ** 20)):
-        name = f"{metric}_vs_{what.split()[-1]}.png"
+    for x_key, xlabel, what, stem, scale in (
+            ("latency_ms_b1", "latency at batch 1 (ms, log scale)", "batch-1 latency", "latency", 1.0),
+            ("size_bytes", "file size (MB, log scale)", "size", "size", 1 / 2 ** 20)):
+        name = f"{metric}_vs_{stem}.png"
         if _scatter_plot(report, x_key, xlabel, f"{words} vs. {what}", plots / name, scale=scale):
             made.append(name)
     for name, runs in (curves or {}).items():
@@ -327,7 +327,7 @@ def write_plots(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List
 
 
 def write_report(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List[dict]]]] = None,
-                 render: Callable[[dict], str] = None) -> dict:
+                 render: Optional[Callable[[dict], str]] = None) -> dict:
     """Write ``report.json``, ``report.md`` (``render``, default ``render_markdown``) and
     ``plots/*.png`` (``write_plots``) into ``out_dir``; return the dict with its ``plots``."""
     out = Path(out_dir)

@@ -664,11 +664,14 @@ class RunPlan:
             entry["speedup_b32"] = speedup(report["teacher"]["throughput_b32"], entry["throughput_b32"], True)
             entry["exports"] = exports
             report["students"].append(entry)
-            curves[s.name] = {
-                **({"plain": _epoch_curve(ctx.dep_dir(f"baseline/{s.name}/seed{self.seeds[0]}"))}
-                   if s.baseline else {}),
-                "distilled": _epoch_curve(ctx.dep_dir(f"distill/{s.name}/seed{self.seeds[0]}"))}
+            curves[s.name] = self._curves(ctx, s)
         return report, curves
+
+    def _curves(self, ctx: StageContext, spec: StudentSpec, metric: str = "accuracy") -> dict:
+        """The first seed's per-epoch curves of a student: {"plain"?, "distilled": records}."""
+        roles = ((("plain", "baseline"),) if spec.baseline else ()) + (("distilled", "distill"),)
+        return {role: _epoch_curve(ctx.dep_dir(f"{stage}/{spec.name}/seed{self.seeds[0]}"), metric)
+                for role, stage in roles}
 
 
 # Which split chose what (written into report.json; report.md says it in words).

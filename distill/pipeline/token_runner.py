@@ -18,7 +18,7 @@ import numpy as np
 
 from distill.core.errors import UserError
 from distill.core.io import write_json
-from distill.pipeline.runner import (SELECTION, RunPlan, _epoch_curve, _exports, augment_sources,
+from distill.pipeline.runner import (SELECTION, RunPlan, _exports, augment_sources,
                                      renumber_sources, sample_splits)
 from distill.pipeline.stages import StageContext
 from distill.train.trainer import count_parameters
@@ -292,9 +292,7 @@ class TokenRunPlan(RunPlan):
                 entry["gap_recovered_std"] = gap_std
             entry["exports"] = _token_exports(ctx.results.get(f"export/{s.name}"))
             report["students"].append(entry)
-            stages = (("plain", "baseline"),) * bool(s.baseline) + (("distilled", "distill"),)
-            curves[s.name] = {role: _epoch_curve(ctx.dep_dir(f"{stage}/{s.name}/seed{self.seeds[0]}"),
-                                                 "f1") for role, stage in stages}
+            curves[s.name] = self._curves(ctx, s, "f1")
         return report, curves
 
 
