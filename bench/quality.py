@@ -466,14 +466,16 @@ def main(argv=None) -> int:
         info["sizes"][report["dataset"]["name"]] = report["dataset"].get("sizes")
         if not args.no_fasttext and group["name"].split("-")[0] in ("movies_en", "reviews_zh"):
             from bench.fasttext_baseline import baselines
+            from distill.pipeline.runner import labels_stage
 
-            dataset, ensemble = report["dataset"]["name"], "ensemble" in report["teacher"]
+            dataset = report["dataset"]["name"]
+            members = (report["teacher"].get("ensemble") or {}).get("members") or [report["teacher"]]
             done = any(f["dataset"] == dataset and f.get("gold") for f in info["fasttext"])
             print(f"{group['name']}: fastText baselines ...", flush=True)
             info["fasttext"].append(dict(
                 baselines(runs / group["name"], seeds,
                           which=("teacher_labelled",) if done else ("gold", "teacher_labelled"),
-                          labels_stage="ensemble" if ensemble else "soft_labels"),
+                          labels_stage=labels_stage(len(members))),
                 teacher=report["teacher"]["name"]))
     for recipe in recipes:
         info["rows"] += recipe_rows(recipe, reports[recipe])

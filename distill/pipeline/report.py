@@ -173,13 +173,17 @@ def render_markdown(report: dict) -> str:
                          f"{_num(e.get('throughput_b32'), '{:.0f}')} | {'yes' if e.get('accepted') else 'no'} | "
                          f"{e.get('reason') or ''} |")
     lines += ["", "## Package", "", f"`{report['package']}`" if report.get("package") else "none"]
-    lines += ["", "## Plots", ""]
-    for name in report.get("plots", []):
-        lines.append(f"![{name}](plots/{name})")
+    lines += plot_lines(report)
     lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
     for key, sec in report["stage_seconds"].items():
         lines.append(f"| {key} | {sec:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_lines(report: dict) -> List[str]:
+    """The report's "Plots" section: each image of ``report["plots"]`` (none: no section)."""
+    plots = report.get("plots") or []
+    return ["", "## Plots", ""] + [f"![{name}](plots/{name})" for name in plots] if plots else []
 
 
 # ----------------------------------------------------------------------------------- plots

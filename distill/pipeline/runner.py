@@ -204,8 +204,7 @@ class RunPlan:
 
     # ------------------------------------------------------------------ teacher ensembles
     def _labels_stage(self) -> str:
-        """The stage whose ``soft_labels.npy`` the students learn from."""
-        return "ensemble" if len(self.teachers) > 1 else "soft_labels"
+        return labels_stage(len(self.teachers))
 
     def _ensemble_stages(self, common: dict, trained: dict) -> List[Stage]:
         """Teachers 2..K (``teacher-1``, ``soft_labels-1``, ...) and the ``ensemble`` stage."""
@@ -679,6 +678,11 @@ SELECTION = {
     "teacher_best_epoch": "dev", "student_best_epoch": "dev", "early_stopping": "dev",
     "export_guard": "dev", "package_student": "dev", "test": "reported only, never used for a choice",
 }
+
+
+def labels_stage(teacher_count: int) -> str:
+    """The stage whose ``soft_labels.npy`` the students learn from: one teacher's or the ensemble's."""
+    return "ensemble" if teacher_count > 1 else "soft_labels"
 
 
 def _teacher_key(index: int) -> str:

@@ -311,7 +311,7 @@ def _token_exports(result) -> List[dict]:
 
 def render_token_markdown(report: dict) -> str:
     """The token report: entity F1 where sentence reports show accuracy."""
-    from distill.pipeline.report import _num, _params, _pct, _size
+    from distill.pipeline.report import _num, _params, _pct, _size, plot_lines
 
     ds, t = report["dataset"], report["teacher"]
     sizes = ds["sizes"]
@@ -358,6 +358,5 @@ def render_token_markdown(report: dict) -> str:
                       "training tokens."]
     if report.get("package"):
         lines += ["", f"Package: `{report['package']}`"]
-    if report.get("plots"):
-        lines += ["", "## Plots", ""] + [f"![{name}](plots/{name})" for name in report["plots"]]
+    lines += plot_lines(report)
     return "\n".join(lines) + "\n"
