@@ -38,9 +38,9 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "tune_movies_en_ngram": "python -m bench.tune --run RUN --recipe recipes/movies_en/ngram_from_minilm.yaml "
                                "--seeds 0,1,2 --variant ... --name tune_movies_en_ngram (variants listed above)",
        "qat": "python -m bench.qat --teacher RUN/teacher/teacher",
-       "qat_minilm": "python -m bench.qat --teacher RUN/teacher/teacher --skip-tiny --name qat_minilm",
        "quality_reviews_zh": "python -m bench.quality --name quality_reviews_zh --recipes "
-                             "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml "
+                             "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml,"
+                             "recipes/reviews_zh/cnn_from_e5small.yaml,recipes/reviews_zh/lstm_from_e5small.yaml "
                              "--seeds 0,1,2 --ablation \"\"",
        "quality_msra": "python -m bench.quality --name quality_msra --no-fasttext --ablation \"\" "
                        "--recipes recipes/msra_ner/lstm_from_e5small.yaml,"
@@ -52,7 +52,7 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
 # have their own file (a few recipes, one part, one model)
 SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh", "quality_ensemble",
                        "tune_movies_en_bow", "tune_movies_en_ngram", "quality_ngram", "quality_msra",
-                       "qat", "qat_minilm")
+                       "qat")
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:
