@@ -220,12 +220,13 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
     for name, kwargs in variants.items():
         # a changed student spec gets new folders instead of re-reading stale results
         key = fingerprint(dataclasses.asdict(spec), max_len, kwargs["loss"])
-        accs = []
+        scores = []  # (dev, test) accuracy per seed
         for seed in seeds:
             out = run_dir / "ablation" / name.replace(" ", "_") / f"seed{seed}-{key}"
             done = out / "result.json"
             if done.exists():
-                accs.append(json.loads(done.read_text())["test"]["accuracy"])
+                result = json.loads(done.read_text())
+                scores.append((result["dev"]["accuracy"], result["test"]["accuracy"]))
                 continue
             config = default_train_config(spec.kind, **dict(spec.train, seed=seed,
                                                              device=loaded.recipe.device))
@@ -234,17 +235,20 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
                                    augmented=kwargs["augmented"], loss=kwargs["loss"],
                                    teacher=teacher, vocab=spec.vocab, max_len=max_len,
                                    progress=False)
-            accs.append(result["test"]["accuracy"])
-        mean, std = mean_std(accs)
-        results[name] = {"accuracy": mean, "accuracy_std": std, "per_seed": accs}
+            scores.append((result["dev"]["accuracy"], result["test"]["accuracy"]))
+        dev, test = ([s[i] for s in scores] for i in (0, 1))
+        mean, std = mean_std(test)
+        results[name] = {"accuracy": mean, "accuracy_std": std, "per_seed": test,
+                         "dev_accuracy": mean_std(dev)[0]}
     return {"recipe": recipe, "student": spec.name, "kind": spec.kind, "seeds": list(seeds),
             "teacher_accuracy": report["teacher"]["test"]["accuracy"],
             "train_rows": len(train), "augmented_rows": len(augmented), "variants": results}
 
 
 def _from_report(block: Optional[Dict]) -> Dict:
-    test = (block or {}).get("test", {})
-    return {"accuracy": test.get("accuracy"), "accuracy_std": test.get("accuracy_std")}
+    dev, test = ((block or {}).get(split, {}) for split in ("dev", "test"))
+    return {"accuracy": test.get("accuracy"), "accuracy_std": test.get("accuracy_std"),
+            "dev_accuracy": dev.get("accuracy")}
 
 
 # ------------------------------------------------------------------------------ INT8
@@ -407,8 +411,9 @@ def markdown(info) -> str:
         lines += ["", f"Ablation, {ab['student']} on {ab['recipe']} ({ab['train_rows']} training "
                       f"rows, {ab['augmented_rows']} augmented; teacher "
                       f"{_pm(ab['teacher_accuracy'], None)} %):", "",
-                  md_table(["variant", "test acc %"],
-                           [[v, _pm(ab["variants"][v]["accuracy"], ab["variants"][v]["accuracy_std"])]
+                  md_table(["variant", "dev acc %", "test acc %"],
+                           [[v, _pm(ab["variants"][v].get("dev_accuracy"), None),
+                             _pm(ab["variants"][v]["accuracy"], ab["variants"][v]["accuracy_std"])]
                             for v in VARIANTS])]
     return "\n".join(lines)
 
