@@ -32,7 +32,7 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "quality_movies_en": "python -m bench.quality --name quality_movies_en --recipes "
                             "recipes/movies_en/bow_from_minilm.yaml,recipes/movies_en/ngram_from_minilm.yaml,"
                             "recipes/movies_en/cnn_from_minilm.yaml,recipes/movies_en/lstm_from_minilm.yaml "
-                            "--seeds 0,1,2 --ablation \"\"",
+                            "--seeds 0,1,2 --ablation recipes/movies_en/bow_from_minilm.yaml",
        "tune_movies_en_bow": "python -m bench.tune --run RUN --recipe recipes/movies_en/bow_from_minilm.yaml "
                              "--seeds 0,1,2 --variant ... --name tune_movies_en_bow (variants listed above)",
        "tune_movies_en_ngram": "python -m bench.tune --run RUN --recipe recipes/movies_en/ngram_from_minilm.yaml "
@@ -53,8 +53,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
 # result files in docs/benchmarks.md, in this order: every bench, then the partial runs that
 # have their own file (a few recipes, one part, one model)
 SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh", "quality_ensemble",
-                       "tune_movies_en_bow", "tune_movies_en_ngram", "tune_movies_en_cnn", "quality_ngram", "quality_msra",
-                       "qat")
+                       "tune_movies_en_bow", "tune_movies_en_ngram", "tune_movies_en_cnn", "quality_ngram",
+                       "quality_msra", "qat")
 
 
 def run_bench(name: str, quick: bool, results: Path) -> Dict[str, object]:
