@@ -43,7 +43,7 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
        "quality_reviews_zh": "python -m bench.quality --name quality_reviews_zh --recipes "
                              "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml,"
                              "recipes/reviews_zh/cnn_from_e5small.yaml,recipes/reviews_zh/lstm_from_e5small.yaml "
-                             "--seeds 0,1,2 --ablation \"\"",
+                             "--seeds 0,1,2 --ablation recipes/reviews_zh/bow_from_e5small.yaml",
        "quality_msra": "python -m bench.quality --name quality_msra --no-fasttext --ablation \"\" "
                        "--recipes recipes/msra_ner/lstm_from_e5small.yaml,"
                        "recipes/msra_ner/cnn_from_e5small.yaml,recipes/msra_ner/tiny_from_e5small.yaml",
