@@ -39,6 +39,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
                                "--seeds 0,1,2 --variant ... --name tune_movies_en_ngram (variants listed above)",
        "tune_movies_en_cnn": "python -m bench.tune --run RUN --recipe recipes/movies_en/cnn_from_minilm.yaml "
                              "--seeds 0,1,2 --variant ... --name tune_movies_en_cnn (variants listed above)",
+       "tune_movies_en_lstm": "python -m bench.tune --run RUN --recipe recipes/movies_en/lstm_from_minilm.yaml "
+                              "--seeds 0,1,2 --variant ... --name tune_movies_en_lstm (variants listed above)",
        "qat": "python -m bench.qat --teacher RUN/teacher/teacher",
        "quality_reviews_zh": "python -m bench.quality --name quality_reviews_zh --recipes "
                              "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml,"
@@ -53,7 +55,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
 # result files in docs/benchmarks.md, in this order: every bench, then the partial runs that
 # have their own file (a few recipes, one part, one model)
 SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh", "quality_ensemble",
-                       "tune_movies_en_bow", "tune_movies_en_ngram", "tune_movies_en_cnn", "quality_ngram",
+                       "tune_movies_en_bow", "tune_movies_en_ngram", "tune_movies_en_cnn",
+                       "tune_movies_en_lstm", "quality_ngram",
                        "quality_msra", "qat")
 
 
