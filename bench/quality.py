@@ -220,23 +220,22 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
     for name, kwargs in variants.items():
         # a changed student spec gets new folders instead of re-reading stale results
         key = fingerprint(dataclasses.asdict(spec), max_len, kwargs["loss"])
-        scores = []  # (dev, test) accuracy per seed
+        dev, test = [], []  # accuracy per seed
         for seed in seeds:
             out = run_dir / "ablation" / name.replace(" ", "_") / f"seed{seed}-{key}"
             done = out / "result.json"
             if done.exists():
                 result = json.loads(done.read_text())
-                scores.append((result["dev"]["accuracy"], result["test"]["accuracy"]))
-                continue
-            config = default_train_config(spec.kind, **dict(spec.train, seed=seed,
-                                                             device=loaded.recipe.device))
-            result = train_student(spec.kind, spec.config, kwargs["task"], out, config,
-                                   teacher_logits=kwargs["teacher_logits"],
-                                   augmented=kwargs["augmented"], loss=kwargs["loss"],
-                                   teacher=teacher, vocab=spec.vocab, max_len=max_len,
-                                   progress=False)
-            scores.append((result["dev"]["accuracy"], result["test"]["accuracy"]))
-        dev, test = ([s[i] for s in scores] for i in (0, 1))
+            else:
+                config = default_train_config(spec.kind, **dict(spec.train, seed=seed,
+                                                                 device=loaded.recipe.device))
+                result = train_student(spec.kind, spec.config, kwargs["task"], out, config,
+                                       teacher_logits=kwargs["teacher_logits"],
+                                       augmented=kwargs["augmented"], loss=kwargs["loss"],
+                                       teacher=teacher, vocab=spec.vocab, max_len=max_len,
+                                       progress=False)
+            dev.append(result["dev"]["accuracy"])
+            test.append(result["test"]["accuracy"])
         mean, std = mean_std(test)
         results[name] = {"accuracy": mean, "accuracy_std": std, "per_seed": test,
                          "dev_accuracy": mean_std(dev)[0]}

@@ -233,8 +233,8 @@ def _points(report: dict, x_key: str, metric: str):
     return pts
 
 
-def _scatter_plot(report: dict, x_key: str, xlabel: str, title: str, path: Path, scale=1.0) -> bool:
-    metric = score_key(report)
+def _scatter_plot(report: dict, metric: str, x_key: str, xlabel: str, title: str, path: Path,
+                  scale=1.0) -> bool:
     pts = _points(report, x_key, metric)
     if not pts:
         return False
@@ -322,7 +322,8 @@ def write_plots(report: dict, out_dir, curves: Optional[Dict[str, Dict[str, List
             ("latency_ms_b1", "latency at batch 1 (ms, log scale)", "batch-1 latency", "latency", 1.0),
             ("size_bytes", "file size (MB, log scale)", "size", "size", 1 / 2 ** 20)):
         name = f"{metric}_vs_{stem}.png"
-        if _scatter_plot(report, x_key, xlabel, f"{words} vs. {what}", plots / name, scale=scale):
+        if _scatter_plot(report, metric, x_key, xlabel, f"{words} vs. {what}", plots / name,
+                         scale=scale):
             made.append(name)
     for name, runs in (curves or {}).items():
         if plot_curves(name, runs, plots / f"curves_{name}.png", metric):
