@@ -199,8 +199,7 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
     augmented = read_examples(aug_path, require_label=False) if aug_path.exists() else []
     soft = np.load(run_dir / "soft_labels" / "soft_labels.npy")
     teacher = None
-    if spec.kind == "tiny" or spec.vocab.get("source") == "teacher" \
-            or spec.vocab.get("embeddings") == "teacher":
+    if spec.kind == "tiny" or spec.vocab.get("source") == "teacher":
         from teachers.checkpoint import load_teacher
 
         teacher = load_teacher(run_dir / "teacher" / "teacher")

@@ -49,7 +49,7 @@ def loss_text(loss: Dict) -> str:
 
 def run_result(run_dir: Path, student: str, seed: int, merged: Dict) -> Optional[Dict]:
     """The runner's finished distilled result for ``student``/``seed`` when it was trained with
-    exactly ``merged``'s loss, config, training settings and embedding start; else None."""
+    exactly ``merged``'s loss, config and training settings; else None."""
     folder = run_dir / "distill" / student / f"seed{seed}"
     if not (folder / "done.json").exists() or not (folder / "result.json").exists():
         return None
@@ -57,9 +57,7 @@ def run_result(run_dir: Path, student: str, seed: int, merged: Dict) -> Optional
     same = (result.get("mode") == "distilled" and result.get("seed") == seed
             and result.get("loss") == loss_text(merged["loss"])
             and all(result["config"].get(k) == v for k, v in merged["config"].items())
-            and all(result["train_config"].get(k) == v for k, v in merged["train"].items())
-            and ("teacher_embedding_rows" in result)
-            == (merged.get("vocab", {}).get("embeddings") == "teacher"))
+            and all(result["train_config"].get(k) == v for k, v in merged["train"].items()))
     return result if same else None
 
 
@@ -142,15 +140,10 @@ def main(argv=None) -> None:
             else:
                 config = default_train_config(spec.kind, **dict(merged["train"], seed=seed,
                                                                  device=loaded.recipe.device))
-                teacher = None
-                if not plain and merged["vocab"].get("embeddings") == "teacher":
-                    from teachers.checkpoint import load_teacher
-
-                    teacher = load_teacher(run_dir / "teacher" / "teacher")
                 result = train_student(spec.kind, merged["config"], task, out, config,
                                        teacher_logits=None if plain else soft,
                                        augmented=None if plain else augmented,
-                                       loss=None if plain else merged["loss"], teacher=teacher,
+                                       loss=None if plain else merged["loss"],
                                        vocab=merged["vocab"], max_len=max_len, progress=False)
             fit = result["fit"]
             row = {"seed": seed, "dev": result["dev"]["accuracy"], "best_epoch": fit["best_epoch"],

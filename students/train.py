@@ -43,26 +43,16 @@ TRAIN_DEFAULTS = {
 @dataclass
 class VocabConfig:
     """How BOW/CNN/RNN students get their inputs: a word vocabulary (``words``) built from the
-    training + augmented texts, or the teacher's sub-word tokenizer (``teacher``); and where a
-    distilled word student's embeddings start: random, or from the teacher's
-    (``students.embeddings``; the plain baseline always starts random)."""
+    training + augmented texts, or the teacher's sub-word tokenizer (``teacher``)."""
 
     source: str = "words"  # words | teacher
     language: str = "auto"  # auto | zh | en
     min_freq: int = 1
     max_size: Optional[int] = 50000
-    embeddings: str = "random"  # random | teacher
 
     def __post_init__(self):
         if self.source not in ("words", "teacher"):
             raise UserError(f"vocab config, field 'source': use 'words' or 'teacher', got {self.source!r}")
-        if self.embeddings not in ("random", "teacher"):
-            raise UserError(f"vocab config, field 'embeddings': use 'random' or 'teacher', got "
-                            f"{self.embeddings!r}")
-        if self.embeddings == "teacher" and self.source != "words":
-            raise UserError("vocab config, field 'embeddings': 'teacher' starts a word vocabulary "
-                            "from the teacher's pieces; with source 'teacher' the student reads "
-                            "the teacher's pieces already")
         if self.language not in ("auto", "zh", "en"):
             raise UserError(f"vocab config, field 'language': use auto, zh or en, got {self.language!r}")
         if self.min_freq < 1:
@@ -160,23 +150,6 @@ def _build_model(kind: str, config: Optional[Dict[str, Any]], encoder, num_label
     return build_tiny(TinyStudent, config, encoder, num_labels, teacher)
 
 
-def _teacher_embeddings(kind: str, model, encoder, teacher, vocab: VocabConfig,
-                        mode: str) -> Optional[int]:
-    """Start a distilled word student's embeddings from the teacher's (``vocab.embeddings``);
-    the rows set, or None when the embeddings stay random."""
-    if vocab.embeddings != "teacher" or mode != "distilled":
-        return None
-    if kind == "tiny":
-        raise UserError("vocab.embeddings 'teacher' is for word students; the tiny student "
-                        "copies the teacher's layers already")
-    if teacher is None:
-        raise UserError(f"student '{kind}' with vocab.embeddings 'teacher' needs the teacher "
-                        "(--teacher)")
-    from students.embeddings import init_word_embeddings
-
-    return init_word_embeddings(model, encoder, teacher)
-
-
 def _loss_context(model, teacher, layer_map):
     from distill.train.losses import LossContext
 
@@ -264,7 +237,6 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
         texts = [t for ex in rows for t in (ex.text_a, ex.text_b) if t is not None]
         encoder = build_encoder(kind, texts, vocab_config, teacher, config)
     model, layer_map = _build_model(kind, config, encoder, len(task.labels), teacher)
-    embedded = _teacher_embeddings(kind, model, encoder, teacher, vocab_config, mode)
     loss_fn = build_loss(specs, teacher=None if teacher is None else teacher.model,
                          context=_loss_context(model, teacher, layer_map),
                          temperature=loss_config.temperature, teacher_context=eval_mode)
@@ -297,8 +269,6 @@ def train_student(kind: str, config: Optional[Dict[str, Any]], task, out_dir, tr
     }
     if layer_map is not None:
         result["teacher_layers"] = layer_map
-    if embedded is not None:
-        result["teacher_embedding_rows"] = embedded
     for split, plan in plans.items():
         result[split] = evaluate(model, plan)
     result["fit"] = summary

@@ -136,11 +136,8 @@ def train_token_student(kind: str, config: Optional[Dict[str, Any]], task, out_d
                 raise UserError("the 'tiny' tagger reads the teacher's tokens: give a teacher")
             encoder = teacher.tokenizer
         else:
-            vocab = dict(vocab or {})
-            if vocab.pop("embeddings", "random") != "random":
-                raise UserError("vocab.embeddings: token taggers start from random embeddings "
-                                "(the teacher's are for sentence tasks' word students)")
-            encoder = build_token_vocab([ex.tokens for ex in rows], task.unit, **vocab)
+            encoder = build_token_vocab([ex.tokens for ex in rows], task.unit,
+                                        **dict(vocab or {}))
     model, layer_map = _build_model(kind, config, encoder, len(task.tags), teacher)
     loss_fn = build_loss(specs, teacher=None if teacher is None else teacher.model,
                          context=_loss_context(model, teacher, layer_map),

@@ -502,7 +502,7 @@ class RunPlan:
         task = self.task(ctx)
         loss = dict(spec.loss) if distilled else None
         online = distilled and _online_terms(loss)
-        teacher = self.load_teacher(ctx) if self._reads_teacher(spec, online, distilled) else None
+        teacher = self.load_teacher(ctx) if self._reads_teacher(spec, online) else None
         settings = dict(spec.train)
         if not distilled and spec.baseline_train:
             settings.update(spec.baseline_train)
@@ -519,11 +519,9 @@ class RunPlan:
         return {**{k: result.get(k) for k in keep}, "best_epoch": result["fit"]["best_epoch"],
                 "train_time_s": result["fit"]["train_time_s"], "dir": "student"}
 
-    def _reads_teacher(self, spec: StudentSpec, online: bool, distilled: bool) -> bool:
-        """Whether a student needs the teacher (its tokenizer, layers, online loss terms or, when
-        distilled, its embeddings)."""
-        return spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher" \
-            or (distilled and spec.vocab.get("embeddings") == "teacher")
+    def _reads_teacher(self, spec: StudentSpec, online: bool) -> bool:
+        """Whether a student needs the teacher (its tokenizer, layers or online loss terms)."""
+        return spec.kind == "tiny" or online or spec.vocab.get("source") == "teacher"
 
     def _training_soft_labels(self, ctx: StageContext):
         key = self._labels_stage()

@@ -184,7 +184,7 @@ class TokenRunPlan(RunPlan):
                 "train_token_agreement": float((gold == pred).mean())}
 
     # ------------------------------------------------------------------------- students
-    def _reads_teacher(self, spec, online: bool, distilled: bool) -> bool:
+    def _reads_teacher(self, spec, online: bool) -> bool:
         return spec.kind == "tiny" or online
 
     def _training_soft_labels(self, ctx: StageContext):

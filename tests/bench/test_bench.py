@@ -151,7 +151,6 @@ def test_tune_rereads_the_runs_own_training_only_when_its_settings_match(tmp_pat
     other_loss = dict(same, loss={"terms": "soft_ce:0.9,hard_ce:0.1", "temperature": 2})
     assert run_result(tmp_path, "bow", 1, other_loss) is None
     assert run_result(tmp_path, "bow", 1, dict(same, train={"lr": 0.003})) is None
-    assert run_result(tmp_path, "bow", 1, dict(same, vocab={"embeddings": "teacher"})) is None
 
 
 def test_no_gap_recovered_when_the_teacher_is_not_above_the_plain_student():
