@@ -576,8 +576,9 @@ class RunPlan:
         if best is None:
             self._nothing_to_package("student")
         s = next(spec for spec in self.recipe.students if spec.name == best[0])
-        reports, choice = candidates[s.name], best[1]
         export_dir = ctx.dep_dir(f"export/{s.name}")
+        reports = [rebased(a, export_dir) for a in candidates[s.name]]
+        choice = best[1]
         ref = ctx.result(f"export/{s.name}")["reference"]
         teacher = ctx.result("teacher")
         task = ctx.result("fetch")
@@ -683,6 +684,18 @@ SELECTION = {
 def labels_stage(teacher_count: int) -> str:
     """The stage whose ``soft_labels.npy`` the students learn from: one teacher's or the ensemble's."""
     return "ensemble" if teacher_count > 1 else "soft_labels"
+
+
+def rebased(artifact: dict, export_dir: Path) -> dict:
+    """An export report whose file path lies in ``export_dir``, this run's export stage folder:
+    the path was recorded as the run folder was then named, and a run folder may be moved or
+    renamed before a later stage reads it."""
+    parts = Path(artifact["path"]).parts
+    anchor = ("export", export_dir.name)
+    starts = [i for i in range(len(parts) - 1) if parts[i:i + 2] == anchor]
+    if not starts:
+        return artifact
+    return dict(artifact, path=str(export_dir.joinpath(*parts[starts[-1] + 2:])))
 
 
 def _teacher_key(index: int) -> str:

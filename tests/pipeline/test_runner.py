@@ -246,3 +246,13 @@ def test_several_seeds_report_mean_and_std(cli_run, tmp_path):
     assert bow["distilled"]["test"]["accuracy_std"] == pytest.approx(abs(seed0["accuracy"] - seed1["accuracy"]) / 2)
     assert "accuracy_std" in bow["baseline"]["test"] and "gap_recovered_std" in bow
     assert report["recipe"]["seeds"] == [0, 1]
+
+
+def test_export_paths_follow_a_moved_or_renamed_run_folder(tmp_path):
+    from distill.pipeline.runner import rebased
+
+    here = tmp_path / "renamed" / "export" / "cnn"
+    report = {"format": "onnx", "path": "runs/old/export/cnn/onnx-int8/model.onnx", "dev": 0.8}
+    assert rebased(report, here) == dict(report, path=str(here / "onnx-int8" / "model.onnx"))
+    other = {"path": "/elsewhere/model.onnx"}  # not under an export stage: left as recorded
+    assert rebased(other, here) is other
