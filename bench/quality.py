@@ -480,7 +480,8 @@ def main(argv=None) -> int:
                 baselines(runs / group["name"], seeds,
                           which=("teacher_labelled",) if done else ("gold", "teacher_labelled"),
                           labels_stage=labels_stage(len(members))),
-                teacher=report["teacher"]["name"]))
+                teacher=f"{report['teacher']['name']} "  # groups may differ in teacher only
+                        f"({100 * report['teacher']['test'][score_key(report)]:.1f} % test)"))
     for recipe in recipes:
         info["rows"] += recipe_rows(recipe, reports[recipe])
     for recipe in [r for r in to_ablate if r]:
