@@ -571,14 +571,13 @@ class RunPlan:
         """Package the best student's best accepted ONNX artifact as NAME.tar.gz (the student
         with the highest dev accuracy: ``distill.export.package.best_student``)."""
         from distill.export import package as pk
-        candidates = {s.name: ctx.result(f"export/{s.name}")["artifacts"] for s in self.recipe.students}
+        candidates = {s.name: self._artifacts(ctx, s.name) for s in self.recipe.students}
         best = pk.best_student(candidates)
         if best is None:
             self._nothing_to_package("student")
         s = next(spec for spec in self.recipe.students if spec.name == best[0])
+        reports, choice = candidates[s.name], best[1]
         export_dir = ctx.dep_dir(f"export/{s.name}")
-        reports = [rebased(a, export_dir) for a in candidates[s.name]]
-        choice = best[1]
         ref = ctx.result(f"export/{s.name}")["reference"]
         teacher = ctx.result("teacher")
         task = ctx.result("fetch")
@@ -591,6 +590,11 @@ class RunPlan:
                                 ctx.dir / f"{name}.tar.gz", meta)
         return {"path": str(Path(path).resolve()), "student": s.name, "format": choice.format,
                 "dev": choice.dev, "test": choice.test, "selected_on": "dev"}
+
+    def _artifacts(self, ctx: StageContext, student: str) -> List[dict]:
+        """A student's export reports, their file paths in this run's export folder."""
+        export_dir = ctx.dep_dir(f"export/{student}")
+        return [rebased(a, export_dir) for a in ctx.result(f"export/{student}")["artifacts"]]
 
     def _nothing_to_package(self, what: str):
         raise UserError(f"package: no {what} has an accepted ONNX export; see the export "

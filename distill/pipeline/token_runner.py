@@ -19,7 +19,7 @@ import numpy as np
 from distill.core.errors import UserError
 from distill.core.io import write_json
 from distill.pipeline.runner import (SELECTION, RunPlan, _exports, augment_sources,
-                                     rebased, renumber_sources, sample_splits)
+                                     renumber_sources, sample_splits)
 from distill.pipeline.stages import StageContext
 from distill.train.trainer import count_parameters
 
@@ -221,7 +221,7 @@ class TokenRunPlan(RunPlan):
 
         best = None
         for s in self.recipe.students:
-            reports = ctx.result(f"export/{s.name}")["artifacts"]
+            reports = self._artifacts(ctx, s.name)
             choice = pk.choose_best(reports)
             if choice is None:
                 continue
@@ -235,9 +235,7 @@ class TokenRunPlan(RunPlan):
         ref = ctx.result(f"export/{s.name}")["reference"]
         task = ctx.result("fetch")
         name = self._package_name(s)
-        export_dir = ctx.dep_dir(f"export/{s.name}")
-        path = package_token_model([rebased(a, export_dir) for a in reports],
-                                   export_dir / "encoder",
+        path = package_token_model(reports, ctx.dep_dir(f"export/{s.name}") / "encoder",
                                    ctx.dir / f"{name}.tar.gz", task["labels"], task["scheme"],
                                    task["unit"], ref["max_len"],
                                    teacher=ctx.result("teacher")["name"], student=s.kind,
