@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, write_results
-from distill.pipeline.report import score_key
+from distill.pipeline.report import SCORE_WORDS, score_key
 
 KINDS = ("bow", "ngram", "cnn", "lstm", "tiny")
 RECIPES = [f"recipes/movies_en/{k}_from_minilm.yaml" for k in KINDS] + \
@@ -127,9 +127,6 @@ def shipped_export(student: Dict) -> Optional[Dict]:
           and e["format"] in PACKAGE_FORMATS and e.get("latency_ms_b1")]
     return fastest_then_smallest(ok, latency=lambda e: e["latency_ms_b1"],
                                  size=lambda e: e["size_bytes"]) if ok else None
-
-
-METRIC_LABEL = {"accuracy": "acc", "f1": "entity F1"}
 
 
 def recipe_rows(recipe: str, report: Dict) -> List[Dict]:
@@ -294,13 +291,13 @@ def _x(v) -> str:
 
 def int8_markdown(rows: List[Dict]) -> str:
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    change = (f"{METRIC_LABEL[metrics[0]]} change (pts)" if len(metrics) == 1
+    change = (f"{SCORE_WORDS[metrics[0]]} change (pts)" if len(metrics) == 1
               else "change (pts)")
     table = [[r["dataset"], r["model"], {"paddle": "Paddle Inference", "onnx": "ONNX Runtime"}[r["runtime"]],
               f"{_size(r['fp32_bytes'])} → {_size(r['int8_bytes'])}",
               _x(r["size_ratio"]), _x(r["latency_speedup_b1"]), _x(r["throughput_ratio_b32"]),
               ("—" if r["change"] is None else f"{100 * r['change']:+.2f}")
-              + ("" if len(metrics) == 1 else f" {METRIC_LABEL[r['metric']]}"),
+              + ("" if len(metrics) == 1 else f" {SCORE_WORDS[r['metric']]}"),
               "yes" if r["accepted"] else f"no: {r['reason']}"] for r in rows]
     return md_table(["data", "model", "runtime", "size FP32 → INT8", "smaller", "faster b1",
                      "throughput b32", change, "accepted"], table)
@@ -347,7 +344,7 @@ def fasttext_rows(ft: Dict) -> List[List[str]]:
 
 def score_table(rows: List[Dict]) -> str:
     """The teacher / plain / distilled table; sentence and token rows differ only in the metric."""
-    label = METRIC_LABEL[rows[0]["metric"]]
+    label = SCORE_WORDS[rows[0]["metric"]]
     cells = [[r["dataset"], r["teacher"], _pm(r["teacher_score"], None), r["student"],
               _params(r["params"]), _pm(r["plain"], r["plain_std"]),
               _pm(r["distilled"], r["distilled_std"]),
