@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from distill.core.errors import PackageError, UserError
@@ -174,6 +174,7 @@ FILES = ("manifest.json", "config.json", "encoder/encoder.json")
     ["files", "id2label", "max_length", "text_pairs", "input_names", "model_file", "format",
      "task", "type", "vocab_file", "language", "lowercase", "vocab_size", "name", "*whole*"]),
     value=JSON, rehash=st.booleans(), archive=st.booleans())
+@example(target="config.json", key="text_pairs", value=True, rehash=True, archive=False)
 def test_random_structures_in_the_package_files_load_or_raise_a_user_error(
         package, tmp_path_factory, target, key, value, rehash, archive):
     work = tmp_path_factory.mktemp("fuzz")
@@ -188,5 +189,6 @@ def test_random_structures_in_the_package_files_load_or_raise_a_user_error(
     except UserError as err:  # PackageError is a UserError
         assert str(err)
         return
-    result = predictor.predict(["good great fun"])
+    # a package that says its model reads text pairs is asked with a pair
+    result = predictor.predict(["good great fun"], ["so so"] if predictor.text_pairs else None)
     assert result[0]["label"] in predictor.labels
