@@ -1,8 +1,20 @@
-"""Shared test set-up. Importing distill first makes Paddle safe to import (see distill/__init__)."""
+"""Shared test set-up. Importing distill first makes Paddle safe to import (see distill/__init__).
+
+Hypothesis: ``make test`` draws the same examples on every run (profile ``gate``, derandomized),
+so a commit passes or fails CI for its code, not its luck. ``HYPOTHESIS_PROFILE=explore make
+test`` draws fresh random examples to hunt for new failures; pin what it finds with ``@example``.
+"""
+import os
+
 import distill  # noqa: F401
 
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("gate", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))
 
 
 @pytest.fixture(scope="session")
