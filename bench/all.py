@@ -50,6 +50,9 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
                              "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml,"
                              "recipes/reviews_zh/cnn_from_e5small.yaml,recipes/reviews_zh/lstm_from_e5small.yaml "
                              "--seeds 0,1,2 --ablation recipes/reviews_zh/bow_from_e5small.yaml",
+       "quality_reviews_zh_bow": "python -m bench.quality --name quality_reviews_zh_bow --recipes "
+                                 "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml "
+                                 "--seeds 0,1,2 --ablation recipes/reviews_zh/bow_from_e5small.yaml",
        "quality_msra": "python -m bench.quality --name quality_msra --no-fasttext --ablation \"\" "
                        "--recipes recipes/msra_ner/lstm_from_e5small.yaml,"
                        "recipes/msra_ner/cnn_from_e5small.yaml,recipes/msra_ner/tiny_from_e5small.yaml",
@@ -58,7 +61,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
                            "--seeds 0,1,2"}
 # result files in docs/benchmarks.md, in this order: every bench, then the partial runs that
 # have their own file (a few recipes, one part, one model)
-SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh", "quality_ensemble",
+SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh",
+                       "quality_reviews_zh_bow", "quality_ensemble",
                        "tune_movies_en_bow", "tune_movies_en_ngram", "tune_movies_en_cnn",
                        "tune_movies_en_lstm", "tune_reviews_zh_bow", "tune_reviews_zh_ngram", "quality_ngram",
                        "quality_msra", "qat")
