@@ -140,10 +140,7 @@ class RunPlan:
         trained = dict(common, processes=size) if size > 1 else common
         stages = [
             Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
-            Stage("teacher", "teacher", self.teacher,
-                  dict(trained, teacher=fingerprint_settings(self.teachers[0]),
-                       source=self._teacher_source_id(), seed=self.seeds[0]),
-                  deps=["fetch"], title="fine-tune teacher", parallel=True),
+            self._teacher_stage(0, trained),
             Stage("augment", "augment", self.augment, {"augment": fingerprint_settings(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
                   deps=["fetch"], title="augment training set"),
@@ -212,10 +209,7 @@ class RunPlan:
             return []
         stages = []
         for i, t in enumerate(self.teachers[1:], 1):
-            stages.append(Stage(_teacher_key(i), "teacher", self._teacher_fn(i),
-                                dict(trained, teacher=fingerprint_settings(t),
-                                     source=self._teacher_source_id(i), seed=self.seeds[0]),
-                                deps=["fetch"], title=f"fine-tune teacher {i + 1}", parallel=True))
+            stages.append(self._teacher_stage(i, trained))
             stages.append(Stage(_labels_key(i), "soft_labels", self._labels_fn(i),
                                 dict(common, labels=fingerprint_settings(t.labels)),
                                 deps=[_teacher_key(i), "augment"], title=f"teacher {i + 1} soft labels",
@@ -225,6 +219,16 @@ class RunPlan:
                             dict(common, ensemble=fingerprint_settings(self.recipe.ensemble)),
                             deps=["fetch"] + keys, title="combine the teachers' soft labels"))
         return stages
+
+    def _teacher_stage(self, index: int, trained: dict) -> Stage:
+        """Fine-tune teacher ``index``. Its soft-label settings (``labels``) are not its work:
+        older versions hashed them too, so a folder done that way stays done."""
+        spec = fingerprint_settings(self.teachers[index])
+        common = dict(trained, source=self._teacher_source_id(index), seed=self.seeds[0])
+        title = "fine-tune teacher" + (f" {index + 1}" if index else "")
+        return Stage(_teacher_key(index), "teacher", self._teacher_fn(index),
+                     dict(common, teacher=_without(spec, "labels")), deps=["fetch"], title=title,
+                     parallel=True, former_settings=[dict(common, teacher=spec)])
 
     def _teacher_fn(self, index: int):
         return lambda ctx: self.teacher(ctx, index)

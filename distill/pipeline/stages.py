@@ -5,7 +5,9 @@ so a changed setting re-runs that stage and everything downstream of it, and not
 A stage is done when its folder holds ``done.json`` with the matching fingerprint; that file
 is written last and atomically. ``started.json`` records the fingerprint the folder's partial
 work belongs to: a restart with the same fingerprint keeps it (the trainer and the soft labeller
-resume from their own checkpoints/chunks), a different fingerprint wipes the folder first.
+resume from their own checkpoints/chunks), a different fingerprint wipes the folder first. When a stage's settings drop a key that never
+changed its work, ``former_settings`` lists what older versions hashed: a folder done under one of
+those stays done and keeps its old fingerprint, so the stages after it stay done as well.
 
 Data parallel (``distill run --nproc N``: every process runs this loop): a stage marked
 ``parallel`` (fine-tuning, soft labels, student training) runs in every process; any other stage
@@ -24,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from distill.core.errors import UserError
 from distill.core.io import (ensure_owned_dir, fingerprint, is_owned, read_json, remove_owned,
@@ -47,6 +49,7 @@ class Stage:
     deps: List[str] = field(default_factory=list)
     title: str = ""
     parallel: bool = False                     # runs in every process of a data-parallel run
+    former_settings: List[dict] = field(default_factory=list)  # what older versions hashed
 
 
 @dataclass
@@ -115,9 +118,22 @@ class Pipeline:
                 chosen.add(s.key)
         return chosen
 
-    def fingerprint_of(self, stage: Stage) -> str:
+    def fingerprint_of(self, stage: Stage, settings: Optional[dict] = None) -> str:
         upstream = {d: self.fingerprints[d] for d in stage.deps}
-        return fingerprint(STAGE_FORMAT, stage.kind, stage.settings, upstream)
+        return fingerprint(STAGE_FORMAT, stage.kind,
+                           stage.settings if settings is None else settings, upstream)
+
+    def _done_before(self, stage: Stage, folder: Path) -> Tuple[str, Optional[dict]]:
+        """The stage's fingerprint and its ``done.json`` if done under it or (kept as the
+        fingerprint) under one of its ``former_settings``; (fingerprint, None) when not done."""
+        fp = self.fingerprint_of(stage)
+        info = _done_info(folder / "done.json", fp, self.log)
+        for settings in stage.former_settings if info is None else ():
+            former = self.fingerprint_of(stage, settings)
+            info = _done_info(folder / "done.json", former)
+            if info is not None:
+                return former, info
+        return fp, info
 
     def discard_forced(self) -> None:
         """Delete the forced stages' folders (up front: a killed forced run still redoes them)."""
@@ -132,12 +148,11 @@ class Pipeline:
             self.discard_forced()
         distributed.barrier()
         for i, stage in enumerate(self.stages, 1):
-            fp = self.fingerprint_of(stage)
-            self.fingerprints[stage.key] = fp
             folder = self.run_dir / stage.key
+            fp, info = self._done_before(stage, folder)
+            self.fingerprints[stage.key] = fp
             label = f"[{i}/{total}] {stage.title or stage.key}"
             done = folder / "done.json"
-            info = _done_info(done, fp, self.log)
             if info is not None:
                 rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
                 self.records[stage.key], results[stage.key] = rec, rec.result

@@ -1,0 +1,47 @@
+"""Which settings reach which stage's fingerprint (the smoke recipe's graph, built but not run),
+and stages done under the settings an older version hashed staying done."""
+from pathlib import Path
+
+from distill.pipeline.recipe import load_recipe
+from distill.pipeline.runner import RunPlan
+from distill.pipeline.stages import Pipeline, Stage
+
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
+
+
+def fingerprints(run_dir, overrides=()) -> dict:
+    """Every stage's fingerprint for the smoke recipe with ``overrides``, in graph order."""
+    plan = RunPlan(load_recipe(str(SMOKE), list(overrides)), run_dir)
+    pipeline = Pipeline(run_dir, plan.stages(), log=lambda m: None)
+    for stage in pipeline.stages:
+        pipeline.fingerprints[stage.key] = pipeline.fingerprint_of(stage)
+    return pipeline.fingerprints
+
+
+def test_soft_label_settings_leave_the_fine_tuned_teacher_alone(tmp_path):
+    before = fingerprints(tmp_path)
+    after = fingerprints(tmp_path, ["teacher.labels.batch_size=8"])
+    changed = {key for key in before if before[key] != after[key]}
+    assert "soft_labels" in changed and "distill/bow/seed0" in changed
+    assert not changed & {"fetch", "teacher", "augment", "baseline/bow/seed0"}
+    tuned = fingerprints(tmp_path, ["teacher.finetune.lr=0.001"])
+    assert tuned["teacher"] != before["teacher"]
+
+
+def test_a_stage_done_under_its_former_settings_stays_done(tmp_path):
+    calls = []
+
+    def run(settings, former=()):
+        def step(key):
+            return lambda ctx: calls.append(key) or {"key": key}
+        Pipeline(tmp_path, [Stage("a", "a", step("a"), settings, former_settings=list(former)),
+                            Stage("b", "b", step("b"), {"y": 1}, deps=["a"])],
+                 log=lambda m: None).run()
+
+    run({"x": 1, "old": 2})                       # an older version also hashed "old"
+    run({"x": 1}, former=[{"x": 1, "old": 2}])
+    assert calls == ["a", "b"]                    # a keeps its old fingerprint, so b stays done
+    run({"x": 1}, former=[{"x": 1, "old": 3}])    # what it did was not what a does now
+    assert calls == ["a", "b", "a", "b"]
+    run({"x": 1}, former=[{"x": 1, "old": 3}])    # done under the new fingerprint
+    assert calls == ["a", "b", "a", "b"]
