@@ -139,7 +139,7 @@ class RunPlan:
         size = world().size
         trained = dict(common, processes=size) if size > 1 else common
         stages = [
-            Stage("fetch", "fetch", self.fetch, self._data_settings(), title="fetch data and teacher"),
+            self._fetch_stage(),
             self._teacher_stage(0, trained),
             Stage("augment", "augment", self.augment, {"augment": fingerprint_settings(r.augment),
                                                        "tokenizer": self._teacher_source_id()},
@@ -280,13 +280,18 @@ class RunPlan:
                 "dev": scores(ens.combine(dev_z, weights, spec.rule), y_dev),
                 "test": scores(ens.combine(test_z, weights, spec.rule), y_test)}
 
-    def _data_settings(self) -> dict:
+    def _fetch_stage(self) -> Stage:
+        """Read the task. It hashes the data section and the content of the user's files, not
+        where they are (older versions hashed their paths too: a folder done so stays done)."""
         d = self.recipe.data
-        settings = {"data": fingerprint_settings(d)}
-        if d.builtin is None:  # the content of the user's files, not just their names
+        settings = {"data": fingerprint_settings(d), "teacher_source": self._teacher_source_id()}
+        former = []
+        if d.builtin is None:
             settings["sha256"] = {k: sha256_file(getattr(d, k)) for k in DATA_FILES}
-        settings["teacher_source"] = self._teacher_source_id()
-        return settings
+            former.append(dict(settings))
+            settings["data"] = _without(settings["data"], *DATA_FILES)
+        return Stage("fetch", "fetch", self.fetch, settings, title="fetch data and teacher",
+                     former_settings=former)
 
     def _teacher_source_id(self, index: int = 0):
         """What identifies the teacher's starting weights: a built-in name, or the files' hashes."""

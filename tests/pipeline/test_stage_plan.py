@@ -1,5 +1,6 @@
 """Which settings reach which stage's fingerprint (the smoke recipe's graph, built but not run),
 and stages done under the settings an older version hashed staying done."""
+import shutil
 from pathlib import Path
 
 from distill.pipeline.recipe import load_recipe
@@ -9,9 +10,9 @@ from distill.pipeline.stages import Pipeline, Stage
 SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
 
 
-def fingerprints(run_dir, overrides=()) -> dict:
-    """Every stage's fingerprint for the smoke recipe with ``overrides``, in graph order."""
-    plan = RunPlan(load_recipe(str(SMOKE), list(overrides)), run_dir)
+def fingerprints(run_dir, overrides=(), recipe=SMOKE) -> dict:
+    """Every stage's fingerprint for ``recipe`` with ``overrides``, in graph order."""
+    plan = RunPlan(load_recipe(str(recipe), list(overrides)), run_dir)
     pipeline = Pipeline(run_dir, plan.stages(), log=lambda m: None)
     for stage in pipeline.stages:
         pipeline.fingerprints[stage.key] = pipeline.fingerprint_of(stage)
@@ -26,6 +27,19 @@ def test_soft_label_settings_leave_the_fine_tuned_teacher_alone(tmp_path):
     assert not changed & {"fetch", "teacher", "augment", "baseline/bow/seed0"}
     tuned = fingerprints(tmp_path, ["teacher.finetune.lr=0.001"])
     assert tuned["teacher"] != before["teacher"]
+
+
+def test_the_users_data_files_count_by_content_not_by_place(tmp_path):
+    recipes = []
+    for place in ("here", "moved"):
+        shutil.copytree(SMOKE.parent / "data" / "smoke", tmp_path / place / "data" / "smoke")
+        shutil.copy(SMOKE, tmp_path / place / "smoke.yaml")
+        recipes.append(tmp_path / place / "smoke.yaml")
+    here, moved = (fingerprints(tmp_path / "run", recipe=r) for r in recipes)
+    assert moved["fetch"] == here["fetch"] and moved["distill/cnn/seed0"] == here["distill/cnn/seed0"]
+    with open(tmp_path / "moved" / "data" / "smoke" / "dev.tsv", "a") as f:
+        f.write("one more row\tpositive\n")
+    assert fingerprints(tmp_path / "run", recipe=recipes[1])["fetch"] != here["fetch"]
 
 
 def test_a_stage_done_under_its_former_settings_stays_done(tmp_path):
