@@ -29,6 +29,9 @@ def run(recipe, out=None, **options):
         report = distill.run("recipes/smoke.yaml", out="runs/smoke")
         print(report["students"][0]["distilled"]["test"]["accuracy"])
     """
+    from distill.train.device import import_paddle
+
+    import_paddle()  # without its notice about the OMP_NUM_THREADS set above
     from distill.pipeline.tasks import run as _run
 
     return _run(recipe, out=out, **options)

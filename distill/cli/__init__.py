@@ -28,6 +28,8 @@ COMMANDS = {
     "run": "run a YAML recipe end to end: data -> teacher -> students -> package",
 }
 
+# the commands that load Paddle (the others start without it)
+PADDLE_COMMANDS = ("convert", "finetune", "label", "train", "export", "run")
 
 VERBOSITY_FLAGS = {"-v", "-vv", "-q", "-qq", "--verbose", "--quiet"}
 
@@ -75,6 +77,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         top.parse_args(argv)  # prints help / version / the error for an unknown command
         return 2
     outer, name, rest = argv[:position], argv[position], argv[position + 1:]
+    if name in PADDLE_COMMANDS:
+        from distill.train.device import import_paddle
+
+        import_paddle()  # first, without Paddle's notice about OMP_NUM_THREADS
     module = importlib.import_module(f"distill.cli.{name}")
     parser = argparse.ArgumentParser(
         prog=f"distill {name}", description=(module.DESCRIPTION or COMMANDS[name]).strip(),

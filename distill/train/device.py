@@ -6,9 +6,12 @@ gets its GPU in ``FLAGS_selected_gpus`` (an id among the visible devices: 2, the
 over ``PADDLE_LOCAL_RANK`` (0, then 1): the local rank is only the fallback when the launcher set
 no device list.
 """
+import contextlib
+import io
 import os
 import random
 import re
+import sys
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -16,8 +19,28 @@ import numpy as np
 
 from distill.core.errors import UserError
 
+# Paddle's start-up notice when OMP_NUM_THREADS > 1 (``paddle.base.__bootstrap__``): this package
+# sets the variable on purpose (``distill/__init__``), and the OpenBLAS failure it warns of does
+# not concern the MKL wheel the lock pins.
+THREADS_NOTICE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|gpu)(?::(\d+))?$")
 AMP_LEVELS = ("O1", "O2")
+
+
+def import_paddle() -> None:
+    """Import Paddle once, holding back only its ``THREADS_NOTICE`` (its other start-up output
+    passes through). Without Paddle installed (the runtime install) it does nothing."""
+    if "paddle" in sys.modules:
+        return
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            import paddle  # noqa: F401
+    except ImportError:
+        pass  # the commands that need Paddle say so themselves
+    finally:
+        sys.stderr.write("".join(line for line in held.getvalue().splitlines(True)
+                                 if not line.startswith(THREADS_NOTICE)))
 
 
 @dataclass(frozen=True)

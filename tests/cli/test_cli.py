@@ -35,3 +35,22 @@ def test_zlib_survives_paddle_import():
             "print(gzip.decompress(gzip.compress(b'ok')).decode())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("ok")
+
+
+def test_paddle_commands_start_without_paddles_thread_notice():
+    """distill sets OMP_NUM_THREADS on purpose; Paddle's notice about it is held back, while
+    Paddle still runs on those threads."""
+    import os
+
+    code = ("import os, sys\nfrom distill.cli import main\ntry: main(['train', '--help'])\n"
+            "except SystemExit: pass\n"
+            "import paddle\nprint('threads', os.environ['OMP_NUM_THREADS'], file=sys.stderr)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(env, OMP_NUM_THREADS="2"), check=True)
+    assert "usage: distill train" in out.stdout
+    assert "WISELY" not in out.stderr and "OMP_NUM_THREADS set to" not in out.stderr
+    assert "threads 2" in out.stderr
+    plain = subprocess.run([sys.executable, "-c", "import paddle"], capture_output=True,
+                           text=True, env=dict(env, OMP_NUM_THREADS="2"), check=True)
+    assert "OMP_NUM_THREADS set to 2" in plain.stderr  # what is held back
