@@ -1,13 +1,15 @@
 """ernie-distill: distil a fine-tuned ERNIE-family teacher into small, fast, quantized students.
 
 Importing this package never imports Paddle (the edge predictor in ``distill.serve.predict`` must run
-without it). It does two things that have to happen before Paddle is first imported anywhere:
+without it). It does three things that have to happen before Paddle is first imported anywhere:
 
 * binds Python's ``zlib`` module to the system libz. ``libpaddle.so`` (2.6.2) exports its own
   zlib symbols; if Paddle is imported first, libz resolves its internal calls into Paddle's copy
-  and every later ``zlib``/``gzip`` call (and scipy/scikit-learn imports) fails or segfaults.
+  and every later ``zlib``/``gzip`` call (and scipy/scikit-learn imports) fails or segfaults;
 * sets ``OMP_NUM_THREADS`` to the usable core count unless the user set it: Paddle's CPU math
-  runs on one thread otherwise (docs/design.md: 37 vs 70 GFLOP/s on 2 cores).
+  runs on one thread otherwise (docs/design.md: 37 vs 70 GFLOP/s on 2 cores);
+* sets ``GLOG_minloglevel=1`` unless the user set it: Paddle's C++ info lines ("New Executor is
+  Running.") stay out of the toolkit's output; ``GLOG_minloglevel=0`` shows them.
 """
 import os
 import zlib  # noqa: F401  (must be imported before paddle, see above)
@@ -16,6 +18,7 @@ from distill.core import __version__
 from distill.core.runtime import usable_cores
 
 os.environ.setdefault("OMP_NUM_THREADS", str(usable_cores()))
+os.environ.setdefault("GLOG_minloglevel", "1")
 
 __all__ = ["__version__", "run"]
 
