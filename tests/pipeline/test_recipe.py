@@ -164,8 +164,9 @@ def test_split_samples_are_checked_seeded_and_kept_out_of_old_fingerprints(recip
     assert train == task.train and test == task.test  # no max_train; max_test above the size
     assert len(dev) == 3 and dev == sorted(dev) and set(dev) <= set(task.dev)
     assert sample_splits(task, data)[1] == dev  # seeded
-    plain = RunPlan(load_recipe(write(recipe_dir, GOOD)), recipe_dir / "run")._data_settings()
-    assert "max_dev" not in plain["data"] and "max_test" not in plain["data"]
+    fetch = RunPlan(load_recipe(write(recipe_dir, GOOD)), recipe_dir / "run")._fetch_stage()
+    for settings in [fetch.settings] + fetch.former_settings:
+        assert "max_dev" not in settings["data"] and "max_test" not in settings["data"]
 
 
 def test_dict_recipe_relative_to_base_dir(recipe_dir):
@@ -230,9 +231,11 @@ def test_label_precision_keys_checked_and_defaults_keep_fingerprints(recipe_dir)
     # nor of the teacher stage's (the fine-tuned teacher of an earlier run stays valid)
     from distill.pipeline.runner import RunPlan
 
-    stages = {st.key: st.settings for st in RunPlan(load_recipe(write(recipe_dir, GOOD)),
-                                                    recipe_dir / "run").stages()}
-    assert not {"amp", "amp_level", "tensorrt"} & set(stages["teacher"]["teacher"]["labels"])
+    plan = RunPlan(load_recipe(write(recipe_dir, GOOD)), recipe_dir / "run").stages()
+    stages = {st.key: st.settings for st in plan}
+    assert "labels" not in stages["teacher"]["teacher"]
+    former = next(st for st in plan if st.key == "teacher").former_settings[0]
+    assert not {"amp", "amp_level", "tensorrt"} & set(former["teacher"]["labels"])
     # the token-teacher keys (teacher.layers, teacher.finetune.probe_head) likewise at defaults
     assert "layers" not in stages["teacher"]["teacher"]
     assert "probe_head" not in stages["teacher"]["teacher"]["finetune"]
