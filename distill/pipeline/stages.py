@@ -5,9 +5,10 @@ so a changed setting re-runs that stage and everything downstream of it, and not
 A stage is done when its folder holds ``done.json`` with the matching fingerprint; that file
 is written last and atomically. ``started.json`` records the fingerprint the folder's partial
 work belongs to: a restart with the same fingerprint keeps it (the trainer and the soft labeller
-resume from their own checkpoints/chunks), a different fingerprint wipes the folder first. When a stage's settings drop a key that never
-changed its work, ``former_settings`` lists what older versions hashed: a folder done under one of
-those stays done and keeps its old fingerprint, so the stages after it stay done as well.
+resume from their own checkpoints/chunks), a different fingerprint wipes the folder first.
+When a stage's settings drop a key that never changed its work, ``former_settings`` lists what
+older versions hashed: a folder done under one of those stays done and keeps its old fingerprint
+(so the stages after it stay done as well), and half-finished work under one of them is resumed.
 
 Data parallel (``distill run --nproc N``: every process runs this loop): a stage marked
 ``parallel`` (fine-tuning, soft labels, student training) runs in every process; any other stage
@@ -123,17 +124,17 @@ class Pipeline:
         return fingerprint(STAGE_FORMAT, stage.kind,
                            stage.settings if settings is None else settings, upstream)
 
-    def _done_before(self, stage: Stage, folder: Path) -> Tuple[str, Optional[dict]]:
-        """The stage's fingerprint and its ``done.json`` if done under it or (kept as the
-        fingerprint) under one of its ``former_settings``; (fingerprint, None) when not done."""
+    def _done_before(self, stage: Stage, done: Path) -> Tuple[str, List[str], Optional[dict]]:
+        """The stage's fingerprint, those of its ``former_settings``, and its ``done.json`` when
+        it is done under the first or (which then stays its fingerprint) one of the others."""
         fp = self.fingerprint_of(stage)
-        info = _done_info(folder / "done.json", fp, self.log)
-        for settings in stage.former_settings if info is None else ():
-            former = self.fingerprint_of(stage, settings)
-            info = _done_info(folder / "done.json", former)
+        formers = [self.fingerprint_of(stage, settings) for settings in stage.former_settings]
+        info = _done_info(done, fp, self.log)
+        for former in formers if info is None else ():
+            info = _done_info(done, former)
             if info is not None:
-                return former, info
-        return fp, info
+                return former, formers, info
+        return fp, formers, info
 
     def discard_forced(self) -> None:
         """Delete the forced stages' folders (up front: a killed forced run still redoes them)."""
@@ -149,17 +150,17 @@ class Pipeline:
         distributed.barrier()
         for i, stage in enumerate(self.stages, 1):
             folder = self.run_dir / stage.key
-            fp, info = self._done_before(stage, folder)
+            done = folder / "done.json"
+            fp, formers, info = self._done_before(stage, done)
             self.fingerprints[stage.key] = fp
             label = f"[{i}/{total}] {stage.title or stage.key}"
-            done = folder / "done.json"
             if info is not None:
                 rec = StageRecord(stage.key, fp, info.get("seconds", 0.0), True, info.get("result", {}))
                 self.records[stage.key], results[stage.key] = rec, rec.result
                 self.log(f"{label}: done before (took {_fmt_seconds(rec.seconds)}), skipped")
                 continue
             if me.main:
-                self._prepare(folder, fp)
+                self._prepare(folder, fp, formers)
             if stage.parallel:
                 distributed.barrier()  # rank 0 has prepared the folder
             if me.main or stage.parallel:
@@ -182,13 +183,14 @@ class Pipeline:
         return self.records
 
     @staticmethod
-    def _prepare(folder: Path, fp: str) -> None:
-        """Keep a half-finished folder of the same fingerprint (to resume); wipe anything else
-        (only if the tool made it: a folder without the ownership marker is an error naming it)."""
+    def _prepare(folder: Path, fp: str, formers: Iterable[str] = ()) -> None:
+        """Keep a half-finished folder of the same (or a former) fingerprint, to resume; wipe
+        anything else (only if the tool made it: a folder without the ownership marker is an
+        error naming it)."""
         started = folder / "started.json"
         try:
-            keep = is_owned(folder) and read_json(started).get("fingerprint") == fp
-        except (UserError, AttributeError):  # missing, truncated or not a mapping: start afresh
+            keep = is_owned(folder) and read_json(started).get("fingerprint") in {fp, *formers}
+        except (UserError, AttributeError, TypeError):  # missing, truncated, malformed: afresh
             keep = False
         if folder.exists() and not keep:
             remove_owned(folder)
