@@ -231,7 +231,8 @@ class RunPlan:
                      parallel=True, former_settings=[dict(common, teacher=spec)])
 
     def _teacher_fn(self, index: int):
-        return lambda ctx: self.teacher(ctx, index)
+        """The stage function of teacher ``index`` (a token plan's ``teacher`` takes no index)."""
+        return self.teacher if index == 0 else (lambda ctx: self.teacher(ctx, index))
 
     def _labels_fn(self, index: int):
         return lambda ctx: self.soft_labels(ctx, index)
