@@ -194,6 +194,16 @@ def _ort_matmul_session(m: int, k: int, n: int, threads: int):
 
 # ------------------------------------------------------------------------------ output
 
+def run_teacher(run_dir: Path, kind: str, vocab: Dict):
+    """The run's fine-tuned teacher when a student of ``kind``/``vocab`` needs it (a tiny
+    transformer: its tokenizer and layers; a teacher vocabulary), else None."""
+    if kind != "tiny" and vocab.get("source") != "teacher":
+        return None
+    from teachers.checkpoint import load_teacher
+
+    return load_teacher(run_dir / "teacher" / "teacher")
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def cell(v):
         if isinstance(v, float):

@@ -49,7 +49,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from bench.common import ROOT, base_parser, machine, machine_line, md_table, results_dir, write_results
+from bench.common import (ROOT, base_parser, machine, machine_line, md_table, results_dir, run_teacher,
+                          write_results)
 from distill.pipeline.report import SCORE_WORDS, score_key
 
 KINDS = ("bow", "ngram", "cnn", "lstm", "tiny")
@@ -195,11 +196,7 @@ def ablation(recipe: str, run_dir: Path, seeds: Sequence[int], report: Dict) -> 
     aug_path = run_dir / "augment" / "augmented.jsonl"
     augmented = read_examples(aug_path, require_label=False) if aug_path.exists() else []
     soft = np.load(run_dir / "soft_labels" / "soft_labels.npy")
-    teacher = None
-    if spec.kind == "tiny" or spec.vocab.get("source") == "teacher":
-        from teachers.checkpoint import load_teacher
-
-        teacher = load_teacher(run_dir / "teacher" / "teacher")
+    teacher = run_teacher(run_dir, spec.kind, spec.vocab)
     max_len = spec.max_len or loaded.recipe.teacher.max_len
     entry = next(s for s in report["students"] if s["name"] == spec.name)
     results: Dict[str, Dict] = {

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from bench.common import ROOT, machine, machine_line, md_table, write_results
+from bench.common import ROOT, machine, machine_line, md_table, run_teacher, write_results
 
 
 def deep_merge(base: Dict, extra: Dict) -> Dict:
@@ -144,7 +144,8 @@ def main(argv=None) -> None:
                                        teacher_logits=None if plain else soft,
                                        augmented=None if plain else augmented,
                                        loss=None if plain else merged["loss"],
-                                       vocab=merged["vocab"], max_len=max_len, progress=False)
+                                       vocab=merged["vocab"], max_len=max_len, progress=False,
+                                       teacher=run_teacher(run_dir, spec.kind, merged["vocab"]))
             fit = result["fit"]
             row = {"seed": seed, "dev": result["dev"]["accuracy"], "best_epoch": fit["best_epoch"],
                    "epochs_run": fit["epochs_run"], "train_s": round(fit["train_time_s"], 1),

@@ -163,3 +163,25 @@ def test_no_gap_recovered_when_the_teacher_is_not_above_the_plain_student():
     assert "— (teacher not above plain)" in quality.score_table([row])
     report["teacher"]["test"]["f1"] = 0.5
     assert quality.recipe_rows("r", report)[0]["gap_recovered"] == 0.72
+
+
+@pytest.mark.e2e
+def test_tune_trains_a_tiny_transformer_from_the_runs_teacher(tmp_path, capsys):
+    """bench.tune hands the run's teacher to a tiny student (its tokenizer and layers)."""
+    import distill
+    from bench import tune
+
+    raw = yaml.safe_load((quality.ROOT / "recipes" / "smoke.yaml").read_text())
+    raw["students"] = [{"name": "tiny", "kind": "tiny", "config": {"num_layers": 1, "init": "teacher"},
+                        "baseline": False, "train": {"epochs": 1, "batch_size": 32}}]
+    raw["export"] = {"enabled": False}
+    recipe = quality.ROOT / "recipes" / "smoke.yaml"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**raw, "data": {k: str(recipe.parent / v)
+                                                    for k, v in raw["data"].items()}}))
+    distill.run(str(path), out=tmp_path / "run", log=lambda m: None)
+    tune.main(["--run", str(tmp_path / "run"), "--recipe", str(path), "--seeds", "0",
+               "--variant", 'hard={"loss": {"terms": "soft_ce:1,hard_ce:1"}}'])
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["source"] == "tune" and row["loss"] == "1*soft_ce(T=1) + 1*hard_ce"
+    assert 0 <= row["dev"] <= 1 and row["params"] > 0
