@@ -77,19 +77,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         top.parse_args(argv)  # prints help / version / the error for an unknown command
         return 2
     outer, name, rest = argv[:position], argv[position], argv[position + 1:]
-    if name in PADDLE_COMMANDS:
-        from distill.train.device import import_paddle
-
-        import_paddle()  # first, without Paddle's notice about OMP_NUM_THREADS
-    module = importlib.import_module(f"distill.cli.{name}")
-    parser = argparse.ArgumentParser(
-        prog=f"distill {name}", description=(module.DESCRIPTION or COMMANDS[name]).strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_verbosity(parser)
-    module.add_arguments(parser)
-    args = parser.parse_args(outer + rest)
-    configure_logging(args.verbose, args.quiet)
     try:
+        if name in PADDLE_COMMANDS:
+            from distill.train.device import import_paddle
+
+            import_paddle()  # first, without Paddle's notice about OMP_NUM_THREADS
+        module = importlib.import_module(f"distill.cli.{name}")
+        parser = argparse.ArgumentParser(
+            prog=f"distill {name}", description=(module.DESCRIPTION or COMMANDS[name]).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_verbosity(parser)
+        module.add_arguments(parser)
+        args = parser.parse_args(outer + rest)
+        configure_logging(args.verbose, args.quiet)
         return int(module.main(args) or 0)
     except UserError as err:
         print(f"distill {name}: error: {err}", file=sys.stderr)

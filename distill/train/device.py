@@ -29,15 +29,17 @@ AMP_LEVELS = ("O1", "O2")
 
 def import_paddle() -> None:
     """Import Paddle once, holding back only its ``THREADS_NOTICE`` (its other start-up output
-    passes through). Without Paddle installed (the runtime install) it does nothing."""
-    if "paddle" in sys.modules:
+    passes through); a ``UserError`` saying how to install it when it does not import."""
+    if sys.modules.get("paddle") is not None:
         return
     held = io.StringIO()
     try:
         with contextlib.redirect_stderr(held):
             import paddle  # noqa: F401
-    except ImportError:
-        pass  # the commands that need Paddle say so themselves
+    except ImportError as err:
+        raise UserError(f"this needs Paddle, which does not import here ({err}); install the "
+                        "training stack: pip install \"ernie-distill[train]\" (the runtime "
+                        "install only runs packages: distill predict, distill serve)") from None
     finally:
         sys.stderr.write("".join(line for line in held.getvalue().splitlines(True)
                                  if not line.startswith(THREADS_NOTICE)))

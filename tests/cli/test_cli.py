@@ -54,3 +54,11 @@ def test_paddle_commands_start_without_paddles_thread_notice():
     plain = subprocess.run([sys.executable, "-c", "import paddle"], capture_output=True,
                            text=True, env=dict(env, OMP_NUM_THREADS="2"), check=True)
     assert "OMP_NUM_THREADS set to 2" in plain.stderr  # what is held back
+
+
+def test_a_paddle_command_without_paddle_says_how_to_install_it():
+    code = ("import sys; sys.modules['paddle'] = None\n"  # as in the runtime-only install
+            "from distill.cli import main; sys.exit(main(['train', '--help']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert 'pip install "ernie-distill[train]"' in out.stderr
