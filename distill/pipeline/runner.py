@@ -141,9 +141,7 @@ class RunPlan:
         stages = [
             self._fetch_stage(),
             self._teacher_stage(0, trained),
-            Stage("augment", "augment", self.augment, {"augment": fingerprint_settings(r.augment),
-                                                       "tokenizer": self._teacher_source_id()},
-                  deps=["fetch"], title="augment training set"),
+            self._augment_stage(),
             Stage("soft_labels", "soft_labels", self.soft_labels,
                   dict(common, labels=fingerprint_settings(self.teachers[0].labels)),
                   deps=["teacher", "augment"], title="teacher soft labels", parallel=True),
@@ -224,11 +222,12 @@ class RunPlan:
         """Fine-tune teacher ``index``. Its soft-label settings (``labels``) are not its work:
         older versions hashed them too, so a folder done that way stays done."""
         spec = fingerprint_settings(self.teachers[index])
-        common = dict(trained, source=self._teacher_source_id(index), seed=self.seeds[0])
+        settings = dict(trained, source=self._teacher_source_id(index), seed=self.seeds[0],
+                        teacher=_without(spec, "labels"))
+        former = dict(settings, source=self._teacher_source_id(index, with_path=True), teacher=spec)
         title = "fine-tune teacher" + (f" {index + 1}" if index else "")
-        return Stage(_teacher_key(index), "teacher", self._teacher_fn(index),
-                     dict(common, teacher=_without(spec, "labels")), deps=["fetch"], title=title,
-                     parallel=True, former_settings=[dict(common, teacher=spec)])
+        return Stage(_teacher_key(index), "teacher", self._teacher_fn(index), settings,
+                     deps=["fetch"], title=title, parallel=True, former_settings=[former])
 
     def _teacher_fn(self, index: int):
         """The stage function of teacher ``index`` (a token plan's ``teacher`` takes no index)."""
@@ -286,24 +285,34 @@ class RunPlan:
         where they are (older versions hashed their paths too: a folder done so stays done)."""
         d = self.recipe.data
         settings = {"data": fingerprint_settings(d), "teacher_source": self._teacher_source_id()}
-        former = []
+        former = dict(settings, teacher_source=self._teacher_source_id(with_path=True))
         if d.builtin is None:
-            settings["sha256"] = {k: sha256_file(getattr(d, k)) for k in DATA_FILES}
-            former.append(dict(settings))
+            settings["sha256"] = former["sha256"] = {k: sha256_file(getattr(d, k))
+                                                     for k in DATA_FILES}
             settings["data"] = _without(settings["data"], *DATA_FILES)
         return Stage("fetch", "fetch", self.fetch, settings, title="fetch data and teacher",
-                     former_settings=former)
+                     former_settings=_changed(former, settings))
 
-    def _teacher_source_id(self, index: int = 0):
-        """What identifies the teacher's starting weights: a built-in name, or the files' hashes."""
+    def _augment_stage(self) -> Stage:
+        """Expand the training set (the teacher's tokenizer gives the mask token)."""
+        spec = fingerprint_settings(self.recipe.augment)
+        settings = {"augment": spec, "tokenizer": self._teacher_source_id()}
+        former = {"augment": spec, "tokenizer": self._teacher_source_id(with_path=True)}
+        return Stage("augment", "augment", self.augment, settings, deps=["fetch"],
+                     title="augment training set", former_settings=_changed(former, settings))
+
+    def _teacher_source_id(self, index: int = 0, with_path: bool = False):
+        """What identifies the teacher's starting weights: a built-in name, or the names, sizes
+        and modification times of its checkpoint files, wherever the folder is (``with_path``:
+        also its absolute path, as older versions hashed it)."""
         t = self.teachers[index]
         path = self.teacher_path(index)
         if path is None:
             return {"name": t.source, "random": t.random if t.source == "random" else None}
         files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
-        return {"path": str(path), "files": {str(p.relative_to(path.parent)): [p.stat().st_size,
-                                                                                p.stat().st_mtime_ns]
-                                             for p in files}}
+        found = {"files": {str(p.relative_to(path.parent)): [p.stat().st_size, p.stat().st_mtime_ns]
+                           for p in files}}
+        return {"path": str(path), **found} if with_path else found
 
     def teacher_path(self, index: int = 0) -> Optional[Path]:
         """The teacher checkpoint path when ``teacher.source`` is one (relative to the recipe)."""
@@ -827,6 +836,11 @@ def renumber_sources(rows, sources: List[int]) -> list:
     """Augmented rows with ``source_id`` turned from a position in ``sources`` into the
     training row's index."""
     return [dataclasses.replace(r, source_id=sources[r.source_id]) for r in rows]
+
+
+def _changed(former: dict, settings: dict) -> List[dict]:
+    """``[former]`` when an older version hashed other settings than ``settings``, else ``[]``."""
+    return [former] if former != settings else []
 
 
 def _without(d: dict, *keys) -> dict:

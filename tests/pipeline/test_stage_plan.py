@@ -29,14 +29,21 @@ def test_soft_label_settings_leave_the_fine_tuned_teacher_alone(tmp_path):
     assert tuned["teacher"] != before["teacher"]
 
 
-def test_the_users_data_files_count_by_content_not_by_place(tmp_path):
+def test_the_users_files_count_by_content_not_by_place(tmp_path):
+    """Data files by content, a teacher checkpoint by its files' names, sizes and times."""
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "model_state.pdparams").write_bytes(b"weights")
     recipes = []
     for place in ("here", "moved"):
         shutil.copytree(SMOKE.parent / "data" / "smoke", tmp_path / place / "data" / "smoke")
-        shutil.copy(SMOKE, tmp_path / place / "smoke.yaml")
+        shutil.copytree(checkpoint, tmp_path / place / "teacher")  # keeps modification times
+        text = SMOKE.read_text().replace("source: random", "source: teacher")
+        (tmp_path / place / "smoke.yaml").write_text(text)
         recipes.append(tmp_path / place / "smoke.yaml")
     here, moved = (fingerprints(tmp_path / "run", recipe=r) for r in recipes)
-    assert moved["fetch"] == here["fetch"] and moved["distill/cnn/seed0"] == here["distill/cnn/seed0"]
+    del here["report"], moved["report"]  # the report names the recipe's path
+    assert moved == here
     with open(tmp_path / "moved" / "data" / "smoke" / "dev.tsv", "a") as f:
         f.write("one more row\tpositive\n")
     assert fingerprints(tmp_path / "run", recipe=recipes[1])["fetch"] != here["fetch"]
