@@ -45,6 +45,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
                               "--seeds 0,1,2 --variant ... --name tune_reviews_zh_bow (variants listed above)",
        "tune_reviews_zh_ngram": "python -m bench.tune --run RUN --recipe recipes/reviews_zh/ngram_from_e5small.yaml "
                                 "--seeds 0,1,2 --variant ... --name tune_reviews_zh_ngram (variants listed above)",
+       "tune_reviews_zh_tiny": "python -m bench.tune --run RUN --recipe recipes/reviews_zh/tiny_from_e5small.yaml "
+                               "--seeds 0,1,2 --variant ... --name tune_reviews_zh_tiny (variants listed above)",
        "qat": "python -m bench.qat --teacher RUN/teacher/teacher",
        "quality_reviews_zh": "python -m bench.quality --name quality_reviews_zh --recipes "
                              "recipes/reviews_zh/bow_from_e5small.yaml,recipes/reviews_zh/ngram_from_e5small.yaml,"
@@ -64,7 +66,8 @@ HOW = {"labeling": "python -m bench.labeling", "speed": "python -m bench.speed",
 SECTIONS = BENCHES + ("scale_labelling", "quality_movies_en", "quality_reviews_zh",
                        "quality_reviews_zh_bow", "quality_ensemble",
                        "tune_movies_en_bow", "tune_movies_en_ngram", "tune_movies_en_cnn",
-                       "tune_movies_en_lstm", "tune_reviews_zh_bow", "tune_reviews_zh_ngram", "quality_ngram",
+                       "tune_movies_en_lstm", "tune_reviews_zh_bow", "tune_reviews_zh_ngram",
+                       "tune_reviews_zh_tiny", "quality_ngram",
                        "quality_msra", "qat")
 
 
