@@ -24,7 +24,7 @@ from distill.train.device import import_paddle
 try:
     import_paddle()  # without its notice about the OMP_NUM_THREADS that distill set
 except UserError:
-    pass  # a runtime-only install: the benches that need Paddle say so when they import it
+    pass  # a runtime-only install: a bench that needs Paddle fails where it imports it
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
